@@ -1,0 +1,21 @@
+# A load balancer in front of two app hosts, a database and a media server.
+# memcached shares the database host: it needs little CPU and the app hosts
+# stay identical and disposable.
+topology:
+  network: 10.77.0.0/24
+  hosts:
+    lb1:
+      address: 10.77.0.10
+      roles: [loadbalancer]
+    app1:
+      address: 10.77.0.11
+      roles: [app]
+    app2:
+      address: 10.77.0.12
+      roles: [app]
+    db1:
+      address: 10.77.0.20
+      roles: [database, cache]
+    media1:
+      address: 10.77.0.30
+      roles: [media]
