@@ -1,0 +1,16 @@
+# The Django apps this stack serves: one uWSGI vassal each on every app host.
+# Read by pillar/stack.sls (not a pillar SLS of its own); secrets live in secrets.sls.
+apps:
+  demo:
+    # salt:// (offline, the default) or {git: URL, rev: REVISION}
+    source: {salt: salt://apps/demo}
+    requirements: requirements.txt
+    settings_module: demoproject.settings
+    wsgi_module: demoproject.wsgi
+    # Host names the site answers to (nginx server_name and Django ALLOWED_HOSTS).
+    server_names: [localhost, 127.0.0.1]
+    admins:
+      - [Ops, ops@example.com]
+    database: {name: demo, user: demo}
+    # uWSGI port on the app hosts' private address; unique per app.
+    port: 8000

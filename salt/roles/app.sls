@@ -1,0 +1,3 @@
+include:
+  - uwsgi
+  - django

@@ -1,0 +1,13 @@
+{#- Every host: refuse to deploy when the topology gives this host an address it
+    does not have (a typo there would point peers and firewalls at nothing). -#}
+{%- set stack = pillar.get('stack', {}) %}
+{%- if not stack.get('roles') %}
+{{ raise('minion ' ~ grains.id ~ ' is not in pillar topology:hosts; add it there (keys are minion ids)') }}
+{%- endif %}
+{%- if stack.address not in grains.get('ipv4', []) %}
+{{ raise('pillar topology:hosts:' ~ grains.id ~ ':address is ' ~ stack.address ~ ' but this host has ' ~ grains.get('ipv4', []) | join(', ')) }}
+{%- endif %}
+
+stack-host-matches-topology:
+  test.succeed_without_changes:
+    - name: {{ grains.id }} holds {{ stack.address }} with roles {{ stack.roles | join(', ') }}
