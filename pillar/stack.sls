@@ -2,7 +2,8 @@
     this minion. Formulas read only their own key; secrets reach only the
     hosts whose roles use them. -#}
 {%- from 'lib/topology.jinja' import topology, hosts, addresses, hosts_by_role,
-                                    role_addresses, app_leader, database_host, ports with context %}
+                                    role_addresses, app_leader, database_host, ports,
+                                    endpoints with context %}
 {%- import_yaml 'apps.sls' as _apps_file %}
 {%- import_yaml 'secrets.sls' as _secrets_file %}
 {%- set apps = (_apps_file or {}).get('apps') or {} %}
@@ -92,9 +93,9 @@ django:
         name: {{ app.database.name | json }}
         user: {{ app.database.user | json }}
         password: {{ secret('postgres:users:' ~ app.database.user) }}
-      cache_servers: [{% for a in role_addresses.cache %}{{ (a ~ ':' ~ ports.memcached) | json }}{{ ', ' if not loop.last }}{% endfor %}]
-      media_write_urls: [{% for a in role_addresses.media %}{{ ('http://' ~ a ~ ':' ~ ports.media_dav ~ '/' ~ name ~ '/media/') | json }}{{ ', ' if not loop.last }}{% endfor %}]
-      static_publish_urls: [{% for a in role_addresses.media %}{{ ('http://' ~ a ~ ':' ~ ports.media_dav ~ '/' ~ name ~ '/static/') | json }}{{ ', ' if not loop.last }}{% endfor %}]
+      cache_servers: {{ endpoints('cache', ports.memcached) }}
+      media_write_urls: {{ endpoints('media', ports.media_dav, 'http://', '/' ~ name ~ '/media/') }}
+      static_publish_urls: {{ endpoints('media', ports.media_dav, 'http://', '/' ~ name ~ '/static/') }}
       leader: {{ (id == app_leader) | json }}
       uwsgi: {{ dict(options.get('app', {}), socket=me.address ~ ':' ~ app.port) | json }}
 {%-   endfor %}
@@ -122,8 +123,8 @@ nginx:
 {%-     for name, app in apps.items() %}
       {{ name }}:
         server_names: {{ app.server_names | json }}
-        app_upstreams: [{% for a in role_addresses.app %}{{ (a ~ ':' ~ app.port) | json }}{{ ', ' if not loop.last }}{% endfor %}]
-        media_upstreams: [{% for a in role_addresses.media %}{{ (a ~ ':' ~ ports.media) | json }}{{ ', ' if not loop.last }}{% endfor %}]
+        app_upstreams: {{ endpoints('app', app.port) }}
+        media_upstreams: {{ endpoints('media', ports.media) }}
 {%-     endfor %}
 {%-     for key, value in options.get('loadbalancer', {}).items() %}
     {{ key }}: {{ value | json }}

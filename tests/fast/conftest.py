@@ -88,6 +88,15 @@ def _plain(value):
     return value
 
 
+@pytest.fixture(scope="session", autouse=True)
+def quiet_salt_logging():
+    """Salt buffers early log records and flushes them at exit onto pytest's
+    closed stream; drop that buffer once the session ends."""
+    yield
+    from salt._logging import impl
+    impl.shutdown_temp_handler()
+
+
 @pytest.fixture
 def renderer(tmp_path):
     return Renderer(tmp_path)
