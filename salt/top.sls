@@ -3,6 +3,7 @@
 base:
   '*':
     - roles.common
+    - roles.retire
 {%- for role in ['database', 'cache', 'media', 'app', 'loadbalancer'] %}
   'stack:roles:{{ role }}':
     - match: pillar

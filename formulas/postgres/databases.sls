@@ -6,29 +6,22 @@ include:
 {%- for name, user in postgres.users | dictsort %}
 {%-   set options = user.copy() %}
 {%-   set password = options.pop('password', None) %}
-{#-   Salt's postgres module hashes the password after doubling single quotes:
-      such a password would never match and never log in. #}
-{%-   if password is not none and "'" in password | string %}
 
-postgres-user-{{ name }}-password-is-usable:
-  test.fail_without_changes:
-    - name: "Password of PostgreSQL user {{ name }} contains a single quote, which Salt's postgres_user mishandles"
-{%-   else %}
-
+# Salt hashes the password (SCRAM-SHA-256) before sending it and compares
+# it against the stored verifier, so an unchanged password changes nothing.
 postgres-user-{{ name }}:
   postgres_user.present:
     - name: {{ name }}
-{%-     if password is not none %}
+{%-   if password is not none %}
     - password: {{ password | string | json }}
-{%-     endif %}
+{%-   endif %}
     - encrypted: scram-sha-256
     - db_port: {{ postgres.port }}
-{%-     for key, value in options | dictsort %}
+{%-   for key, value in options | dictsort %}
     - {{ key }}: {{ value | json }}
-{%-     endfor %}
+{%-   endfor %}
     - require:
       - cmd: postgres-cluster-restarted-for-pending-settings
-{%-   endif %}
 {%- endfor %}
 
 {%- for name, database in postgres.databases | dictsort %}

@@ -50,3 +50,12 @@ common:
       - salt: {{ previous[-1] }}
 {%-   do previous.append(step) %}
 {%- endfor %}
+
+{#- Last: roles that moved away stop on their old hosts, after their new hosts serve. #}
+retire-moved-roles:
+  salt.state:
+    - tgt: {{ all_hosts | json }}
+    - tgt_type: list
+    - sls: roles.retire
+    - require:
+      - salt: {{ previous[-1] }}

@@ -47,23 +47,26 @@ class Renderer:
         (self.pillar_root / name).write_text(text)
 
     def opts(self, minion_id, address=None):
-        opts = salt.config.minion_config(None)
-        opts.update(
-            id=minion_id,
-            file_client="local",
-            cachedir=str(self.root / "cache"),
-            pki_dir=str(self.root / "pki"),
-            log_level="quiet",
+        # A config file, not in-memory opts: Salt re-reads static grains from it.
+        config = {
+            "id": minion_id,
+            "file_client": "local",
+            "cachedir": str(self.root / "cache"),
+            "pki_dir": str(self.root / "pki"),
+            "log_file": str(self.root / "minion.log"),
+            "log_level": "quiet",
             # As on the master (see README): the operator sees which key is wrong.
-            pillar_safe_render_error=False,
-            file_roots={"base": [str(REPO / "salt"), str(REPO / "formulas")]},
-            pillar_roots={"base": [str(self.pillar_root), str(REPO / "pillar")]},
-            # Static grains as the host would report them.
-            grains={"id": minion_id, "ipv4": ["127.0.0.1"] + ([address] if address else []),
-                    "num_cpus": 2, "mem_total": 4096, "os_family": "Debian",
-                    "os": "Debian", "osmajorrelease": 12, "oscodename": "bookworm"},
-        )
-        return opts
+            "pillar_safe_render_error": False,
+            "file_roots": {"base": [str(REPO / "salt"), str(REPO / "formulas")]},
+            "pillar_roots": {"base": [str(self.pillar_root), str(REPO / "pillar")]},
+            # Grains as the host itself would report them.
+            "grains": {"id": minion_id, "ipv4": ["127.0.0.1"] + ([address] if address else []),
+                       "num_cpus": 2, "mem_total": 4096},
+        }
+        path = self.root / "conf" / minion_id / "minion"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(yaml.safe_dump(config))
+        return salt.config.minion_config(str(path))
 
     def pillar(self, minion_id, address=None):
         opts = self.opts(minion_id, address)

@@ -1,0 +1,76 @@
+"""The app's env file: KEY=VALUE lines written by the django formula.
+
+No shell syntax: no quotes, no `export`, no expansion; the value is everything
+after the first '=', so secrets may hold any character except a newline.
+Blank lines and lines starting with '#' are skipped.
+"""
+
+import os
+
+from django.core.exceptions import ImproperlyConfigured
+
+
+def read_env_file(path):
+    values = {}
+    with open(path, encoding="utf-8") as f:
+        for number, line in enumerate(f, 1):
+            line = line.rstrip("\n")
+            if not line.strip() or line.lstrip().startswith("#"):
+                continue
+            key, sep, value = line.partition("=")
+            if not sep or not key.strip():
+                raise ImproperlyConfigured(f"{path}:{number}: expected KEY=VALUE")
+            values[key.strip()] = value
+    return values
+
+
+def load_env_file(path=None):
+    """Add the env file named by DJANGO_ENV_FILE to os.environ.
+
+    Variables already in the process environment win, so one can be
+    overridden for a single command.
+    """
+    path = path or os.environ.get("DJANGO_ENV_FILE")
+    if not path:
+        raise ImproperlyConfigured(
+            "DJANGO_ENV_FILE is not set: it names the app's env file "
+            "(the uWSGI vassal and Salt's manage.py runs set it)"
+        )
+    for key, value in read_env_file(path).items():
+        os.environ.setdefault(key, value)
+
+
+def env_str(name, default=None, required=False):
+    value = os.environ.get(name, "")
+    if value == "":
+        if required:
+            raise ImproperlyConfigured(f"{name} is missing from the env file")
+        return default
+    return value
+
+
+def env_list(name, default=()):
+    """Comma-separated list; blanks dropped."""
+    value = os.environ.get(name, "")
+    if not value.strip():
+        return list(default)
+    return [item.strip() for item in value.split(",") if item.strip()]
+
+
+def env_bool(name, default=False):
+    value = os.environ.get(name, "").strip().lower()
+    if not value:
+        return default
+    if value in ("1", "true", "yes", "on"):
+        return True
+    if value in ("0", "false", "no", "off"):
+        return False
+    raise ImproperlyConfigured(f"{name}={value!r} is not a boolean")
+
+
+def env_int(name, default):
+    value = os.environ.get(name, "").strip()
+    try:
+        return int(value) if value else default
+    except ValueError:
+        raise ImproperlyConfigured(f"{name}={value!r} is not an integer") from None

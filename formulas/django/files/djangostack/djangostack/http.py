@@ -1,0 +1,97 @@
+"""A small keep-alive HTTP client (stdlib only) for the media hosts.
+
+One connection per (thread, host), reused across requests; a request on a
+reused connection that the server has meanwhile closed is retried once on a
+new one (every method used here is idempotent: GET, HEAD, PUT, DELETE).
+"""
+
+import http.client
+import os
+import threading
+import urllib.parse
+
+_RETRYABLE = (
+    http.client.RemoteDisconnected,
+    http.client.CannotSendRequest,
+    http.client.BadStatusLine,
+    ConnectionResetError,
+    BrokenPipeError,
+)
+
+
+class Response:
+    def __init__(self, status, headers, body):
+        self.status = status
+        self.headers = headers  # http.client.HTTPMessage: case-insensitive
+        self.body = body
+
+
+class Client:
+    def __init__(self, timeout=10):
+        self.timeout = timeout
+        self._local = threading.local()
+
+    def _connections(self):
+        # Connections made before a fork belong to the parent.
+        if getattr(self._local, "pid", None) != os.getpid():
+            self._local.pid = os.getpid()
+            self._local.connections = {}
+        return self._local.connections
+
+    def _connection(self, scheme, netloc):
+        connections = self._connections()
+        conn = connections.get((scheme, netloc))
+        fresh = conn is None
+        if fresh:
+            cls = http.client.HTTPSConnection if scheme == "https" else http.client.HTTPConnection
+            conn = cls(netloc, timeout=self.timeout)
+            connections[(scheme, netloc)] = conn
+        return conn, fresh
+
+    def _drop(self, scheme, netloc):
+        conn = self._connections().pop((scheme, netloc), None)
+        if conn is not None:
+            conn.close()
+
+    def request(self, method, url, body=None, headers=None, sink=None):
+        """Send one request and read the whole response.
+
+        body: bytes or a binary file positioned at its start (sent with the
+        Content-Length given in headers). sink: a binary file that receives
+        the response body (for large downloads); otherwise Response.body is
+        the bytes.
+        """
+        parts = urllib.parse.urlsplit(url)
+        if parts.scheme not in ("http", "https"):
+            raise ValueError(f"not an http(s) URL: {url}")
+        path = parts.path or "/"
+        if parts.query:
+            path += "?" + parts.query
+        start = body.tell() if hasattr(body, "tell") else None
+        for attempt in (1, 2):
+            conn, fresh = self._connection(parts.scheme, parts.netloc)
+            try:
+                conn.request(method, path, body=body, headers=headers or {})
+                response = conn.getresponse()
+                if sink is not None and response.status == 200 and method != "HEAD":
+                    while chunk := response.read(65536):
+                        sink.write(chunk)
+                    data = b""
+                else:
+                    data = response.read()
+                if response.will_close:
+                    self._drop(parts.scheme, parts.netloc)
+                return Response(response.status, response.headers, data)
+            except _RETRYABLE:
+                self._drop(parts.scheme, parts.netloc)
+                if fresh or attempt == 2:
+                    raise
+                if start is not None:
+                    body.seek(start)
+                if sink is not None:
+                    sink.seek(0)
+                    sink.truncate()
+            except BaseException:
+                self._drop(parts.scheme, parts.netloc)
+                raise
+        raise AssertionError("unreachable")

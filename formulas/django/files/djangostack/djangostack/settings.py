@@ -1,0 +1,172 @@
+"""Production settings for a Django project deployed by the django formula.
+
+A project's settings module does `from djangostack.settings import *` and adds
+INSTALLED_APPS, ROOT_URLCONF and whatever else is its own. Everything here is
+read from the env file named by DJANGO_ENV_FILE (see djangostack.env); the
+formula writes that file from pillar, so the variable names below are the
+contract between the two.
+"""
+
+import json as _json
+
+from djangostack.env import env_bool as _bool
+from djangostack.env import env_int as _int
+from djangostack.env import env_list as _list
+from djangostack.env import env_str as _str
+from djangostack.env import load_env_file as _load_env_file
+
+_load_env_file()
+
+DEBUG = False
+SECRET_KEY = _str("DJANGO_SECRET_KEY", required=True)
+ALLOWED_HOSTS = _list("DJANGO_ALLOWED_HOSTS")
+
+# Error mails (mail_admins below); JSON [["Name", "email"], ...].
+ADMINS = [tuple(admin) for admin in _json.loads(_str("DJANGO_ADMINS", "[]"))]
+MANAGERS = ADMINS
+EMAIL_HOST = _str("DJANGO_EMAIL_HOST", "localhost")
+EMAIL_PORT = _int("DJANGO_EMAIL_PORT", 25)
+SERVER_EMAIL = _str("DJANGO_SERVER_EMAIL", "root@localhost")
+DEFAULT_FROM_EMAIL = _str("DJANGO_DEFAULT_FROM_EMAIL", SERVER_EMAIL)
+
+USE_TZ = True
+TIME_ZONE = "UTC"
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
+
+DATABASES = {
+    "default": {
+        "ENGINE": "django.db.backends.postgresql",  # psycopg 3
+        "HOST": _str("DJANGO_DB_HOST", required=True),
+        "PORT": _int("DJANGO_DB_PORT", 5432),
+        "NAME": _str("DJANGO_DB_NAME", required=True),
+        "USER": _str("DJANGO_DB_USER", required=True),
+        "PASSWORD": _str("DJANGO_DB_PASSWORD", ""),
+        # One connection per uWSGI thread, kept across requests: no TCP and
+        # auth handshake per request.
+        "CONN_MAX_AGE": _int("DJANGO_DB_CONN_MAX_AGE", 300),
+        # ...and checked before reuse, so a restarted database costs no errors.
+        "CONN_HEALTH_CHECKS": True,
+        "OPTIONS": {
+            "connect_timeout": _int("DJANGO_DB_CONNECT_TIMEOUT", 5),
+            "sslmode": _str("DJANGO_DB_SSLMODE", "prefer"),
+        },
+    }
+}
+
+CACHES = {
+    "default": {
+        "BACKEND": "djangostack.cache.PersistentPyMemcacheCache",
+        # All cache hosts; keys are spread over them by consistent hashing.
+        "LOCATION": _list("DJANGO_CACHE_SERVERS", ["127.0.0.1:11211"]),
+        # Apps sharing the memcached hosts never see each other's keys.
+        "KEY_PREFIX": _str("DJANGO_CACHE_KEY_PREFIX", ""),
+        "TIMEOUT": _int("DJANGO_CACHE_TIMEOUT", 300),
+        "OPTIONS": {
+            # Memcached answers in well under a millisecond; a host that does
+            # not must not hold requests for long.
+            "connect_timeout": 0.5,
+            "timeout": 0.5,
+            "no_delay": True,
+            # A cache host that fails twice within a second is left out of
+            # the hash ring for 30 s; its keys go to the others meanwhile.
+            "retry_attempts": 2,
+            "retry_timeout": 1,
+            "dead_timeout": 30,
+            # A cache outage reads as misses, not as 500s (/healthz reports it).
+            "ignore_exc": True,
+        },
+    }
+}
+
+# Sessions survive a cache flush or a lost cache host (the database has them).
+SESSION_ENGINE = "django.contrib.sessions.backends.cached_db"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [],
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+            # Templates are compiled once per process.
+            "loaders": [
+                (
+                    "django.template.loaders.cached.Loader",
+                    [
+                        "django.template.loaders.filesystem.Loader",
+                        "django.template.loaders.app_directories.Loader",
+                    ],
+                )
+            ],
+        },
+    }
+]
+
+# collectstatic writes to the local STATIC_ROOT (its staticfiles.json maps
+# names to hashed names when pages are rendered); the leader publishes the
+# tree to the media hosts, which serve /static/.
+STATIC_ROOT = _str("DJANGO_STATIC_ROOT")
+STATIC_URL = _str("DJANGO_STATIC_URL", "/static/")
+MEDIA_URL = _str("DJANGO_MEDIA_URL", "/media/")
+STORAGES = {
+    "default": {
+        "BACKEND": "djangostack.storage.MediaHostsStorage",
+        "OPTIONS": {
+            "write_urls": _list("DJANGO_MEDIA_WRITE_URLS"),
+            "timeout": _int("DJANGO_MEDIA_TIMEOUT", 10),
+        },
+    },
+    "staticfiles": {
+        "BACKEND": "django.contrib.staticfiles.storage.ManifestStaticFilesStorage",
+    },
+}
+
+# To stderr: uWSGI passes it to the journal. Errors are also mailed to ADMINS.
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {
+        "plain": {"format": "%(levelname)s %(name)s: %(message)s"},
+    },
+    "handlers": {
+        "stderr": {"class": "logging.StreamHandler", "formatter": "plain"},
+        "mail_admins": {
+            "level": "ERROR",
+            "class": "django.utils.log.AdminEmailHandler",
+        },
+    },
+    "root": {"handlers": ["stderr"], "level": _str("DJANGO_LOG_LEVEL", "INFO")},
+    "loggers": {
+        "django": {
+            "handlers": ["stderr", "mail_admins"],
+            "level": _str("DJANGO_LOG_LEVEL", "INFO"),
+            "propagate": False,
+        },
+    },
+}
+
+# The load balancers terminate TLS and set X-Forwarded-Proto (overwriting
+# whatever the client sent).
+SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+if _bool("DJANGO_HTTPS", False):
+    SESSION_COOKIE_SECURE = True
+    CSRF_COOKIE_SECURE = True
+    SECURE_SSL_REDIRECT = True
+    # Health checks come over plain HTTP from the load balancers.
+    SECURE_REDIRECT_EXEMPT = [r"^healthz$"]
+    SECURE_HSTS_SECONDS = _int("DJANGO_HSTS_SECONDS", 31536000)
+    SECURE_HSTS_INCLUDE_SUBDOMAINS = _bool("DJANGO_HSTS_INCLUDE_SUBDOMAINS", False)
+    SECURE_HSTS_PRELOAD = _bool("DJANGO_HSTS_PRELOAD", False)

@@ -1,0 +1,157 @@
+"""Command line: ./lab VERB ... (see ``./lab --help``)."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+
+from . import docker, images
+from .config import Settings
+from .lab import Lab, down_layout, format_status, layout_status
+from .util import LabError, Progress
+
+DEFAULT_LAYOUT = "three-tier"
+
+EPILOG = """\
+examples:
+  ./lab up                      bring up the default layout (three-tier)
+  ./lab up single --deploy      bring up a layout and run the full deploy
+  ./lab apply                   salt-run state.orchestrate orchestrate.deploy
+  ./lab salt '*' test.ping      the salt CLI on the master
+  ./lab exec app1 systemctl status uwsgi-emperor
+  ./lab status; ./lab down
+  ./lab test [fast|lab] [PYTEST ARGS]   the test suites (handled by the ./lab wrapper)
+
+environment: STACKLAB_CACHE (default ~/.cache/stacklab), STACKLAB_IMAGE_PREFIX
+(default stacklab), STACKLAB_HTTP_PORT (first published port, default 8080)
+"""
+
+
+def _current(args, progress: Progress) -> Lab:
+    """The lab a verb acts on: --layout, else the one that is up."""
+    if args.layout:
+        return Lab(args.layout, progress=progress)
+    up = Lab.layouts_up()
+    if not up:
+        raise LabError("no lab is up: run ./lab up [LAYOUT] first")
+    if len(up) > 1:
+        raise LabError(f"several labs are up ({', '.join(sorted(up))}): pass --layout")
+    name = next(iter(up))
+    return Lab(topology_of(name) or name, progress=progress)
+
+
+def topology_of(layout: str) -> str | None:
+    """The topology file a running lab was started from (network label)."""
+    for n in docker.inspect(*docker.ids("network", ["stacklab.managed=true", f"stacklab.layout={layout}"]),
+                            kind="network"):
+        path = n.get("Labels", {}).get("stacklab.topology")
+        if path and os.path.isfile(path):
+            return path
+    return None
+
+
+def _interactive_flags() -> list[str]:
+    flags = ["-i"] if not sys.stdin.closed and sys.stdin.isatty() else []
+    if flags and sys.stdout.isatty():
+        flags.append("-t")
+    return flags
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="lab", description="Multi-host lab for the Salt stack: one "
+                                 "systemd container per topology host, a salt-master, an apt cache.",
+                                 epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("-l", "--layout", help="layout name or topology file (default: the lab that is up)")
+    sub = ap.add_subparsers(dest="verb", required=True, metavar="VERB")
+
+    p = sub.add_parser("up", help="bring a layout's lab up (default three-tier)")
+    p.add_argument("layout_arg", nargs="?", metavar="LAYOUT",
+                   help="name in pillar/layouts or tests/lab/topologies, or a topology file")
+    p.add_argument("--replace", action="store_true", help="tear down another layout's lab first")
+    p.add_argument("--fresh", action="store_true", help="recreate the hosts even if this lab is up")
+    p.add_argument("--deploy", action="store_true", help="run the full deploy (apply) once up")
+
+    p = sub.add_parser("down", help="remove the lab's containers, network and volumes")
+    p.add_argument("layout_arg", nargs="?", metavar="LAYOUT", help="only this layout (default: every lab)")
+
+    p = sub.add_parser("status", help="containers, addresses, roles, systemd state, site URL")
+    p.add_argument("layout_arg", nargs="?", metavar="LAYOUT")
+
+    p = sub.add_parser("apply", help="the full ordered deploy: salt-run state.orchestrate orchestrate.deploy")
+    p.add_argument("--sls", default="orchestrate.deploy", help="orchestrate SLS (default orchestrate.deploy)")
+
+    sub.add_parser("highstate", help="salt '*' state.apply, with changed/failed counts per host")
+
+    p = sub.add_parser("salt", help="the salt CLI on the master, e.g. ./lab salt '*' test.ping")
+    p.add_argument("args", nargs=argparse.REMAINDER)
+    p = sub.add_parser("salt-run", help="the salt-run CLI on the master")
+    p.add_argument("args", nargs=argparse.REMAINDER)
+
+    p = sub.add_parser("exec", help="run a command on a host (HOST: minion id, salt, aptproxy); no CMD: a shell")
+    p.add_argument("host")
+    p.add_argument("cmd", nargs=argparse.REMAINDER)
+
+    sub.add_parser("images", help="build (or reuse) the base and apt-cache images and the wheelhouses")
+    sub.add_parser("wheelhouse", help="build (or reuse) the app wheelhouse")
+
+    args = ap.parse_args(argv)
+    progress = Progress()
+    try:
+        return _run(args, progress)
+    except LabError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+def _run(args, progress: Progress) -> int:
+    verb = args.verb
+    if verb == "up":
+        lab = Lab(args.layout_arg or args.layout or DEFAULT_LAYOUT, progress=progress)
+        took = lab.up(replace=args.replace, fresh=args.fresh)
+        print(f"up: {took:.1f}s", file=sys.stderr)
+        if args.deploy:
+            res = lab.run_orchestrate(check=False)
+            if lab.url:
+                print(f"site: {lab.url}", file=sys.stderr)
+            return 0 if res.ok else 1
+        return 0
+    if verb == "down":
+        docker.available()
+        down_layout(args.layout_arg or args.layout, progress)
+        return 0
+    if verb == "status":
+        docker.available()
+        print(format_status(layout_status(args.layout_arg or args.layout)))
+        return 0
+    if verb in ("images", "wheelhouse"):
+        s = Settings.from_env()
+        if verb == "images":
+            imgs = images.ensure_images(s, progress)
+            print(f"{imgs.base}\n{imgs.aptproxy}")
+        images.app_wheelhouse(s, progress)
+        return 0
+
+    lab = _current(args, progress)
+    if verb == "apply":
+        res = lab.run_orchestrate(args.sls, check=False)
+        if lab.url:
+            print(f"site: {lab.url}", file=sys.stderr)
+        return 0 if res.ok else 1
+    if verb == "highstate":
+        lab.highstate()
+        return 0
+    if verb in ("salt", "salt-run"):
+        cmd = ["docker", "exec", *_interactive_flags(), lab.container("master"), verb, *args.args]
+        return subprocess.call(cmd)
+    if verb == "exec":
+        container = lab.container(args.host)
+        cmd = args.cmd or ["bash", "-l"]
+        if len(cmd) == 1 and " " in cmd[0]:
+            cmd = ["sh", "-c", cmd[0]]
+        return subprocess.call(["docker", "exec", *_interactive_flags(), container, *cmd])
+    raise LabError(f"unknown verb {verb}")
