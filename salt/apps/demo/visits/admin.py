@@ -1,0 +1,6 @@
+from django.contrib import admin
+
+from .models import Upload, Visit
+
+admin.site.register(Visit)
+admin.site.register(Upload)

@@ -1,0 +1,84 @@
+import uuid
+
+from django.core.cache import cache
+from django.db import connection
+from django.http import JsonResponse
+from django.shortcuts import redirect, render
+from django.utils import timezone
+from django.views.decorators.cache import never_cache
+from django.views.decorators.http import require_GET, require_POST
+
+from .forms import UploadForm
+from .middleware import HOSTNAME
+from .models import Upload, Visit
+
+
+def _page(request, form, status=200):
+    # Database: write a row, read it back.
+    visit = Visit.objects.create(host=HOSTNAME, path=request.path)
+    visit = Visit.objects.get(pk=visit.pk)
+    # Cache: a value per page, computed on a miss and kept for 5 minutes.
+    key = f"page:{request.path}"
+    cached = cache.get(key)
+    cache_status = "hit" if cached is not None else "miss"
+    if cached is None:
+        cached = {"computed_at": timezone.now(), "computed_by": HOSTNAME}
+        cache.set(key, cached, 300)
+    context = {
+        "hostname": HOSTNAME,
+        "visit": visit,
+        "visit_count": Visit.objects.count(),
+        "recent_visits": Visit.objects.order_by("-id")[:5],
+        "cache_status": cache_status,
+        "cached": cached,
+        "form": form,
+        "uploads": Upload.objects.order_by("-id")[:5],
+    }
+    response = render(request, "visits/index.html", context, status=status)
+    response["X-Cache"] = cache_status
+    return response
+
+
+@never_cache
+@require_GET
+def index(request):
+    return _page(request, UploadForm())
+
+
+@never_cache
+@require_POST
+def upload(request):
+    form = UploadForm(request.POST, request.FILES)
+    if not form.is_valid():
+        return _page(request, form, status=400)
+    item = form.save(commit=False)
+    item.host = HOSTNAME
+    item.save()  # writes the file to every media host first
+    return redirect("index")
+
+
+@never_cache
+def healthz(request):
+    """200 when this app host reaches the database and the cache, else 503."""
+    checks = {}
+    try:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT 1")
+            cursor.fetchone()
+        checks["database"] = "ok"
+    except Exception as exc:  # noqa: BLE001 - any failure is a failed check
+        checks["database"] = f"error: {exc.__class__.__name__}"
+    try:
+        # A key per check: concurrent checks must not read each other's value.
+        token = uuid.uuid4().hex
+        key = f"healthz:{token}"
+        cache.set(key, token, 10)
+        checks["cache"] = "ok" if cache.get(key) == token else "error: value not stored"
+        cache.delete(key)
+    except Exception as exc:  # noqa: BLE001
+        checks["cache"] = f"error: {exc.__class__.__name__}"
+    healthy = all(value == "ok" for value in checks.values())
+    return JsonResponse(
+        {"status": "ok" if healthy else "fail", "host": HOSTNAME, "checks": checks},
+        status=200 if healthy else 503,
+    )

@@ -1,0 +1,150 @@
+"""Checks shared by every layout's lab tests: real HTTP through the load
+balancers, real SQL on the database host, testinfra on every host."""
+from __future__ import annotations
+
+import http.client
+import re
+import time
+import uuid
+
+# What each role runs and installs; anything of a role a host does not hold must be absent.
+ROLE_SERVICES = {
+    "database": ["postgresql@15-main"],
+    "cache": ["memcached"],
+    "app": ["uwsgi-emperor"],
+    "media": ["nginx"],
+    "loadbalancer": ["nginx"],
+}
+ROLE_PACKAGES = {
+    "database": ["postgresql-15"],
+    "cache": ["memcached"],
+    "app": ["uwsgi-emperor", "uwsgi-plugin-python3"],
+    "media": ["nginx"],
+    "loadbalancer": ["nginx"],
+}
+SITE_HOST = "localhost"  # a server name of the demo app (pillar/apps.sls)
+
+
+class Response:
+    def __init__(self, status, headers, body):
+        self.status, self.headers, self.body = status, headers, body
+
+    @property
+    def text(self):
+        return self.body.decode("utf-8", "replace")
+
+    def header(self, name):
+        return self.headers.get(name.lower())
+
+
+def request(address, path, method="GET", body=None, headers=None, port=80, timeout=30):
+    conn = http.client.HTTPConnection(address, port, timeout=timeout)
+    try:
+        conn.request(method, path, body=body, headers={"Host": SITE_HOST, **(headers or {})})
+        resp = conn.getresponse()
+        return Response(resp.status, {k.lower(): v for k, v in resp.getheaders()}, resp.read())
+    finally:
+        conn.close()
+
+
+def hosts_with(topology, role):
+    return [h for h, spec in topology["hosts"].items() if role in spec["roles"]]
+
+
+def check_roles_exactly(lab, topology):
+    """Each host runs and enables the services of its roles; other roles' packages are absent."""
+    for host_id, spec in topology["hosts"].items():
+        host = lab.host(host_id)
+        wanted_services = {s for role in spec["roles"] for s in ROLE_SERVICES[role]}
+        wanted_packages = {p for role in spec["roles"] for p in ROLE_PACKAGES[role]}
+        for service in wanted_services:
+            assert host.service(service).is_running, f"{host_id}: {service} not running"
+            assert host.service(service).is_enabled, f"{host_id}: {service} not enabled"
+        for role, packages in ROLE_PACKAGES.items():
+            for package in set(packages) - wanted_packages:
+                assert not host.package(package).is_installed, f"{host_id}: {package} ({role}) installed"
+
+
+def sql(lab, topology, query):
+    db = hosts_with(topology, "database")[0]
+    result = lab.exec(db, ["runuser", "-u", "postgres", "--", "psql", "-d", "demo", "-AtXc", query], check=True)
+    return result.stdout.strip()
+
+
+def check_site(lab, topology):
+    """Through every load balancer: page, row read back, cache hit, static from media, upload."""
+    media_hosts = set(hosts_with(topology, "media"))
+    app_hosts = set(hosts_with(topology, "app"))
+    lab.exec(hosts_with(topology, "cache")[0], "true")  # the cache hosts exist
+    for lb in hosts_with(topology, "loadbalancer"):
+        address = lab.address(lb)
+
+        page = request(address, "/")
+        assert page.status == 200, page.text[:500]
+        assert page.header("x-app-host") in app_hosts
+        # The row this request wrote is in the database, written by the host that served it.
+        visit_id = re.search(r'id="visit-id">#(\d+)<', page.text).group(1)
+        assert sql(lab, topology, f"SELECT host FROM visits_visit WHERE id = {visit_id}") == page.header("x-app-host")
+
+        # The page value is cached in memcached: a request after one that missed is a hit.
+        second = request(address, "/")
+        assert second.status == 200
+        assert second.header("x-cache") == "hit", (page.header("x-cache"), second.header("x-cache"))
+
+        # The stylesheet (hashed name from the manifest) comes from a media host.
+        css = re.search(r'href="(/static/[^"]+\.css)"', page.text).group(1)
+        assert re.search(r"\.[0-9a-f]{12}\.css$", css), css
+        static = request(address, css)
+        assert static.status == 200
+        assert static.header("x-media-host") in media_hosts
+        assert "max-age=31536000" in static.header("cache-control")
+
+        check_upload(lab, address, media_hosts)
+
+
+def check_upload(lab, address, media_hosts):
+    """An upload through the LB is at once downloadable through the LB, from a media host,
+    with headers that keep a browser from running it."""
+    form = request(address, "/")
+    token = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', form.text).group(1)
+    cookie = re.search(r"csrftoken=([^;]+)", form.header("set-cookie") or "").group(1)
+    content = f"uploaded {uuid.uuid4()}\n".encode()
+    boundary = uuid.uuid4().hex
+    body = (
+        f"--{boundary}\r\nContent-Disposition: form-data; name=\"csrfmiddlewaretoken\"\r\n\r\n{token}\r\n"
+        f"--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"note.html\"\r\n"
+        f"Content-Type: text/html\r\n\r\n"
+    ).encode() + content + f"\r\n--{boundary}--\r\n".encode()
+    posted = request(address, "/upload/", "POST", body, {
+        "Content-Type": f"multipart/form-data; boundary={boundary}",
+        "Cookie": f"csrftoken={cookie}",
+        "Referer": f"http://{SITE_HOST}/",
+    })
+    assert posted.status == 302, posted.text[:1000]
+    page = request(address, "/")
+    links = re.findall(r'<a href="(/media/[^"]+)"', page.text)
+    assert links, page.text[:1000]
+    # The newest upload is listed first.
+    got = request(address, links[0])
+    assert got.status == 200
+    assert got.body == content
+    assert got.header("x-content-type-options") == "nosniff"
+    assert "sandbox" in got.header("content-security-policy")
+    assert got.header("content-disposition").startswith("attachment")
+    # Already on every media host, whichever the load balancer picks next.
+    for media in media_hosts:
+        direct = request(lab.address(media), links[0], port=8080)
+        assert (direct.status, direct.body) == (200, content), media
+
+
+def wait_healthy(lab, topology, timeout=60):
+    """Every app host answers /healthz through the first load balancer."""
+    address = lab.address(hosts_with(topology, "loadbalancer")[0])
+    deadline = time.monotonic() + timeout
+    while True:
+        got = request(address, "/healthz")
+        if got.status == 200:
+            return got
+        if time.monotonic() > deadline:
+            raise AssertionError(f"/healthz: {got.status} {got.text[:300]}")
+        time.sleep(2)
