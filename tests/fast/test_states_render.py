@@ -3,7 +3,7 @@ import pytest
 
 from conftest import LAYOUTS, load_layout
 
-ROLE_SLS = {"database": "postgres", "cache": "memcached", "app": "django",
+ROLE_SLS = {"database": "postgres.server", "cache": "memcached", "app": "django",
             "media": "nginx.media", "loadbalancer": "nginx.loadbalancer"}
 
 

@@ -1,9 +1,7 @@
 """Unit tests for djangostack (no containers): a stdlib WebDAV-ish stub
-server stands in for the media hosts. The Django parts are skipped when
-Django is not installed."""
+server stands in for the media hosts. Django and pymemcache come from requirements.txt."""
 
 import http.server
-import importlib.util
 import json
 import os
 import sys
@@ -11,7 +9,7 @@ import threading
 
 import pytest
 
-sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "files", "djangostack"))
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "..", "formulas", "django", "files", "djangostack"))
 
 from djangostack import publish  # noqa: E402  (stdlib only)
 from djangostack.http import Client  # noqa: E402
@@ -127,11 +125,6 @@ def test_client_reuses_one_connection(stubs):
     assert client.request("GET", f"{stub.url}/f1").body == b"x"
 
 
-needs_django = pytest.mark.skipif(
-    importlib.util.find_spec("django") is None, reason="Django is not installed"
-)
-
-
 @pytest.fixture(scope="module")
 def django_settings():
     import django
@@ -143,7 +136,6 @@ def django_settings():
     return settings
 
 
-@needs_django
 def test_env_file(tmp_path, monkeypatch):
     from djangostack import env
 
@@ -158,7 +150,6 @@ def test_env_file(tmp_path, monkeypatch):
     assert env.env_list("L") == ["a", "b", "c"]
 
 
-@needs_django
 def test_storage_writes_everywhere_reads_first(django_settings, stubs):
     from django.core.files.base import ContentFile
 
@@ -178,7 +169,6 @@ def test_storage_writes_everywhere_reads_first(django_settings, stubs):
     assert not storage.exists(name) and "/m/up/a%20b.txt" not in two.files
 
 
-@needs_django
 def test_storage_save_fails_and_cleans_up_when_one_host_fails(django_settings, stubs):
     from django.core.files.base import ContentFile
 
@@ -191,9 +181,7 @@ def test_storage_save_fails_and_cleans_up_when_one_host_fails(django_settings, s
     assert good.files == {}
 
 
-@needs_django
 def test_persistent_cache_keeps_client_and_replaces_it_after_fork(django_settings, monkeypatch):
-    pytest.importorskip("pymemcache")
     from djangostack.cache import PersistentPyMemcacheCache
 
     cache = PersistentPyMemcacheCache(["127.0.0.1:1"], {})
