@@ -2,10 +2,16 @@
 balancers, real SQL on the database host, testinfra on every host."""
 from __future__ import annotations
 
+import dataclasses
 import http.client
 import re
+import socket
+import subprocess
 import time
 import uuid
+
+import pytest
+import yaml
 
 # What each role runs and installs; anything of a role a host does not hold must be absent.
 ROLE_SERVICES = {
@@ -148,3 +154,79 @@ def wait_healthy(lab, topology, timeout=60):
         if time.monotonic() > deadline:
             raise AssertionError(f"/healthz: {got.status} {got.text[:300]}")
         time.sleep(2)
+
+
+@dataclasses.dataclass
+class LoadResult:
+    requests: int
+    per_second: float
+    non_2xx: int
+    socket_errors: int
+    new_cache_connections: int
+    database_connections: int
+    database_connection_limit: int
+
+
+def memcached_total_connections(lab, topology):
+    """Connections each memcached has accepted since it started, summed."""
+    total = 0
+    for host in hosts_with(topology, "cache"):
+        with socket.create_connection((lab.address(host), 11211), timeout=5) as conn:
+            conn.sendall(b"stats\r\n")
+            data = b""
+            while not data.endswith(b"END\r\n"):
+                data += conn.recv(65536)
+        total += int(re.search(rb"STAT total_connections (\d+)", data).group(1))
+    return total
+
+
+def vassal_workers(lab, host):
+    """Worker threads of the demo vassal: each holds one database connection."""
+    ini = lab.exec(host, "cat /etc/uwsgi-emperor/vassals/demo.ini", check=True).stdout
+    processes = int(re.search(r"^processes\s*=\s*(\d+)", ini, re.M).group(1))
+    threads = re.search(r"^threads\s*=\s*(\d+)", ini, re.M)
+    return processes * (int(threads.group(1)) if threads else 1)
+
+
+def sustained_load(lab, topology, seconds, say=print, connections=32):
+    """wrk against /healthz (a database query and a cache round trip per request)
+    through the first load balancer, bounded by `seconds`."""
+    address = lab.address(hosts_with(topology, "loadbalancer")[0])
+    before = memcached_total_connections(lab, topology)
+    run = subprocess.run(
+        ["wrk", "-t2", f"-c{connections}", f"-d{seconds}s", "--timeout", "10s",
+         "-H", f"Host: {SITE_HOST}", f"http://{address}/healthz"],
+        capture_output=True, text=True, timeout=seconds + 60, check=True)
+    say(run.stdout)
+    out = run.stdout
+    requests = int(re.search(r"(\d+) requests in", out).group(1))
+    non_2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    errors = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out)
+    db_connections = int(sql(lab, topology, "SELECT count(*) FROM pg_stat_activity WHERE datname = 'demo' AND pid <> pg_backend_pid()"))
+    return LoadResult(
+        requests=requests,
+        per_second=float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1)),
+        non_2xx=int(non_2xx.group(1)) if non_2xx else 0,
+        socket_errors=sum(int(n) for n in errors.groups()) if errors else 0,
+        new_cache_connections=memcached_total_connections(lab, topology) - before,
+        database_connections=db_connections,
+        database_connection_limit=sum(vassal_workers(lab, h) for h in hosts_with(topology, "app")),
+    )
+
+
+class LayoutSuite:
+    """What every layout must show once deployed; a module marks its layout and subclasses this."""
+
+    @pytest.fixture(scope="class")
+    def topology(self, request, repo):
+        layout = request.node.get_closest_marker("layout").args[0]
+        return yaml.safe_load((repo / "pillar" / "layouts" / f"{layout}.sls").read_text())["topology"]
+
+    def test_second_apply_changes_nothing(self, lab):
+        assert lab.highstate() == {host: 0 for host in lab.hosts}
+
+    def test_each_host_runs_exactly_its_roles(self, lab, topology):
+        check_roles_exactly(lab, topology)
+
+    def test_site_through_every_load_balancer(self, lab, topology):
+        check_site(lab, topology)

@@ -1,0 +1,37 @@
+"""three-tier: LB → two app hosts → database (+cache) host; a media host."""
+import pytest
+import yaml
+
+import stack_checks as checks
+
+pytestmark = pytest.mark.layout("three-tier")
+
+
+class TestThreeTier(checks.LayoutSuite):
+    """Plus what three-tier shows best: one migrate, sustained load, a role moved."""
+
+    def test_migrations_run_on_the_leader_only(self, lab, topology):
+        """Only the first app host carries the migrate state; the schema is in place."""
+        apps = checks.hosts_with(topology, "app")
+        for app in apps:
+            states = lab.salt(app, "state.show_sls", "django")[app]
+            assert ("django-demo-migrate" in states) == (app == apps[0]), app
+        assert checks.sql(lab, topology, "SELECT count(*) FROM django_migrations WHERE app = 'visits'") == "1"
+
+    def test_sixty_seconds_of_load_through_the_lb_without_an_error(self, lab, topology, say):
+        result = checks.sustained_load(lab, topology, seconds=60, say=say)
+        assert result.requests > 0
+        assert result.non_2xx == 0 and result.socket_errors == 0, result
+        # Connections to memcached and Postgres are held, not opened per request.
+        assert result.new_cache_connections < result.requests / 100, result
+        assert result.database_connections <= result.database_connection_limit, result
+
+    def test_moving_the_cache_is_a_pillar_change(self, lab, topology, lab_topology):
+        moved = yaml.safe_load(yaml.safe_dump(topology))
+        moved["hosts"]["db1"]["roles"] = ["database"]
+        moved["hosts"]["media1"]["roles"] = ["media", "cache"]
+        lab_topology(yaml.safe_dump({"topology": moved}))
+        lab.run_orchestrate()
+        checks.check_roles_exactly(lab, moved)
+        checks.wait_healthy(lab, moved)
+        checks.check_site(lab, moved)
