@@ -113,7 +113,7 @@ def put_file(container: str, path: str, content: str | bytes, mode: str = "0644"
     tmp = shlex.quote(path + ".stacklab-tmp")
     sh(
         container,
-        f"umask 077 && mkdir -p {d} && cat > {tmp} && chmod {mode} {tmp} && mv -f {tmp} {p}",
+        f"mkdir -p {d} && umask 077 && cat > {tmp} && chmod {mode} {tmp} && mv -f {tmp} {p}",
         input=content,
         timeout=60,
     )

@@ -224,8 +224,19 @@ def ensure_images(settings: Settings, progress: Progress) -> ImageSet:
             _docker_build(settings, aptproxy, ah, df, {
                 "zz-stacklab.conf": RECIPE_DIR / "zz-stacklab.conf",
             }, progress, f"docker build {aptproxy} (apt-cacher-ng)")
+        _prune(p, {rootfs, base, aptproxy})
     progress(f"images: {base}, {aptproxy}")
     return ImageSet(rootfs=rootfs, base=base, aptproxy=aptproxy)
+
+
+def _prune(prefix: str, keep: set[str]) -> None:
+    """Untag older builds of this prefix's images (ones still in use stay)."""
+    stale = []
+    for kind in ("aptproxy", "base", "rootfs"):
+        res = docker.out("images", "--format", "{{.Repository}}:{{.Tag}}", f"{prefix}-{kind}", check=False)
+        stale += [r for r in res.split() if r and r not in keep and not r.endswith(":<none>")]
+    for ref in stale:
+        docker.docker("rmi", ref, check=False, timeout=120)
 
 
 def remove_images(prefix: str) -> list[str]:

@@ -32,7 +32,7 @@ import yaml
 
 from . import docker, images, topology
 from .config import Settings
-from .util import LabError, Progress, file_lock, wait_until
+from .util import LabError, Progress, file_lock, sha256_text, wait_until
 
 LABEL = "stacklab.managed=true"
 WHEELHOUSE_MOUNT = "/srv/stacklab/wheelhouse"
@@ -56,6 +56,8 @@ gather_job_timeout: 30
 # See new files under the roots at once (the default caches lists for 20s).
 fileserver_list_cache_time: 0
 state_output: changes
+# Say which pillar key is wrong instead of "see master log" (as README advises).
+pillar_safe_render_error: false
 """
 
 MINION_CONF = """\
@@ -103,7 +105,9 @@ def _port_free(port: int) -> bool:
 @dataclass
 class OrchestrateResult:
     """What an orchestrate run did: ``ok``, per host ``hosts[h] = {states,
-    changed, failed}``, ``changed`` = {host: changed states}, the ordered
+    changed, failed}`` (summed over steps; salt.state steps report states only
+    for minions with changes or failures, so ``states`` undercounts),
+    ``changed`` = {host: changed states, 0 for every quiet host}, the ordered
     ``steps`` [(step id, result, comment)], ``failures`` (readable lines) and
     the ``raw`` JSON."""
 
@@ -138,7 +142,11 @@ def count_states(host: str, states: object, failures: list[str]) -> dict[str, in
         if st.get("result") is False:
             counts["failed"] += 1
             name = st.get("__id__") or sid
-            failures.append(f"{host}: {name}: {str(st.get('comment', '')).strip()[:1500]}")
+            why = str(st.get("comment", "")).strip()[:1500]
+            ch = st.get("changes") if isinstance(st.get("changes"), dict) else {}
+            if ch.get("stderr") or ch.get("stdout"):
+                why += f" [retcode {ch.get('retcode')}] " + str(ch.get("stderr") or ch.get("stdout"))[-500:]
+            failures.append(f"{host}: {name}: {why}")
     return counts
 
 
@@ -161,6 +169,7 @@ class Lab:
         self.timings: dict[str, float] = {}
         self.last_highstate: object = None
         self._testinfra: dict[str, object] = {}
+        self._fingerprint = ""
 
     # --- names -----------------------------------------------------------
     def container(self, host: str) -> str:
@@ -183,6 +192,8 @@ class Lab:
 
     def _labels(self, kind: str, host: str = "") -> list[str]:
         labels = [LABEL, f"stacklab.layout={self.name}", f"stacklab.kind={kind}"]
+        if kind != "network":
+            labels.append(f"stacklab.fingerprint={self._fingerprint}")
         if host:
             labels.append(f"stacklab.host={host}")
         return labels
@@ -206,16 +217,21 @@ class Lab:
     def _expected(self) -> list[str]:
         return [self.container(h) for h in ("aptproxy", "master", *self.hosts)]
 
-    def is_up(self, image: str | None = None) -> bool:
-        """All of this lab's containers exist and run (on ``image`` if given)."""
+    def fingerprint(self, imgs: images.ImageSet) -> str:
+        """What a running lab must match to be reused: images, mounts, topology."""
+        s = self.settings
+        return sha256_text(imgs.base, imgs.aptproxy, str(s.repo), str(s.cache_dir),
+                           str(self.pillar_dir), self.topology.text)[:16]
+
+    def is_up(self, fingerprint: str | None = None) -> bool:
+        """All of this lab's containers exist and run (and match ``fingerprint``)."""
         info = {c["Name"].lstrip("/"): c for c in
                 docker.inspect(*docker.ids("container", [LABEL, f"stacklab.layout={self.name}"]))}
         for name in self._expected():
             c = info.get(name)
             if not c or not c["State"]["Running"]:
                 return False
-            if image and c["Config"]["Labels"].get("stacklab.kind") != "aptproxy" \
-                    and c["Config"]["Image"] != image:
+            if fingerprint and c["Config"]["Labels"].get("stacklab.fingerprint") != fingerprint:
                 return False
         return True
 
@@ -296,7 +312,8 @@ class Lab:
                 images.app_wheelhouse(self.settings, p)
             self.write_lab_pillar()
             keys = self._keys()
-            if not fresh and self.is_up(imgs.base):
+            self._fingerprint = self.fingerprint(imgs)
+            if not fresh and self.is_up(self._fingerprint):
                 p(f"lab {self.name} is already up; refreshing its configuration")
                 self.restore_topology()
                 self.wait_ping(timeout=120)
@@ -304,7 +321,11 @@ class Lab:
                 if self.layouts_up().get(self.name) is not None:
                     p(f"recreating lab {self.name}")
                     down_layout(self.name, p)
-                self._create(imgs, keys)
+                try:
+                    self._create(imgs, keys)
+                except LabError as exc:
+                    raise LabError(f"{exc}\n(lab {self.name} is left as it is for inspection: "
+                                   f"./lab status, ./lab exec HOST CMD; ./lab down removes it)") from exc
         took = time.monotonic() - t0
         self.timings["up"] = took
         p(f"lab {self.name} up in {took:.1f}s")
@@ -315,6 +336,12 @@ class Lab:
         p = self.progress
         s = self.settings
         with p.step(f"network {self.network} ({self.topology.network})"):
+            taken = [n["Name"] for n in docker.inspect(*docker.ids("network", []), kind="network")
+                     if any(c.get("Subnet") == str(self.topology.network)
+                            for c in (n.get("IPAM") or {}).get("Config") or [])]
+            if taken:
+                raise LabError(f"subnet {self.topology.network} is already used by docker network(s) "
+                               f"{', '.join(taken)} (not this lab's): remove them or change the topology")
             docker.docker("network", "create", "--driver", "bridge",
                           "--subnet", str(self.topology.network), "--gateway", self.topology.gateway,
                           *self._label_args(self._labels("network") + [f"stacklab.topology={self.topology.path}"]),
@@ -506,6 +533,9 @@ class Lab:
                                      f"orchestrate {sls}", timeout)
             res = parse_orchestrate(r)
             res.seconds = time.monotonic() - t0
+            # salt.state steps report only minions with changes or failures.
+            for h in self.hosts:
+                res.hosts.setdefault(h, {"states": 0, "changed": 0, "failed": 0})
         self.progress.out(format_orchestrate(res))
         if check and not res.ok:
             raise LabError(f"orchestrate {sls} failed:\n" + "\n".join(res.failures[:30]))
@@ -529,6 +559,13 @@ class Lab:
         if check and failures:
             raise LabError("highstate failed:\n" + "\n".join(failures[:30]))
         return {h: c["changed"] for h, c in counts.items()}
+
+    def pillar(self, host: str) -> dict:
+        """A host's compiled pillar, unmasked (Salt 3008 masks pillar output)."""
+        data = self.salt(host, "pillar.items", "unmask=True", timeout=300)
+        if not isinstance(data.get(host), dict):
+            raise LabError(f"pillar of {host}: {data.get(host)!r}")
+        return data[host]
 
     # --- testinfra -------------------------------------------------------------
     def host(self, host: str):
@@ -603,6 +640,16 @@ def _parse_json(r: subprocess.CompletedProcess, what: str):
 
 
 def parse_orchestrate(r: subprocess.CompletedProcess) -> OrchestrateResult:
+    res = _parse_orchestrate(r)
+    if r.returncode != 0 and res.ok:
+        res.ok = False
+        res.failures.append(f"salt-run exited {r.returncode}")
+    if not res.ok:
+        res.failures += _stderr_reasons(r.stderr or "")
+    return res
+
+
+def _parse_orchestrate(r: subprocess.CompletedProcess) -> OrchestrateResult:
     try:
         raw = _parse_json(r, "salt-run state.orchestrate")
     except LabError as exc:
@@ -615,15 +662,20 @@ def parse_orchestrate(r: subprocess.CompletedProcess) -> OrchestrateResult:
         res.ok = False
         res.failures.append("orchestrate: " + (("; ".join(map(str, data))) if isinstance(data, list) else str(data)))
         return res
-    steps = sorted((v for v in data.values() if isinstance(v, dict)), key=lambda v: v.get("__run_num__", 0))
-    for st in steps:
+    steps = sorted(((k, v) for k, v in data.items() if isinstance(v, dict)),
+                   key=lambda kv: kv[1].get("__run_num__", 0))
+    for key, st in steps:
         name = st.get("__id__") or st.get("name", "?")
         ok = st.get("result")
         res.steps.append((name, ok, str(st.get("comment", ""))))
         if ok is False:
             res.ok = False
         rets = (st.get("changes") or {}).get("ret")
-        if isinstance(rets, dict):
+        # Only salt.state steps return state results per minion; salt.function
+        # steps (e.g. saltutil.refresh_pillar) return the function's value.
+        is_state_step = key.split("_|-")[-1] == "state"
+        before = len(res.failures)
+        if isinstance(rets, dict) and is_state_step:
             for host, states in rets.items():
                 fails: list[str] = []
                 c = count_states(host, states, fails)
@@ -631,12 +683,24 @@ def parse_orchestrate(r: subprocess.CompletedProcess) -> OrchestrateResult:
                 for k in agg:
                     agg[k] += c[k]
                 res.failures += [f"[{name}] {f}" for f in fails]
-        if ok is False and not (isinstance(rets, dict) and rets):
-            res.failures.append(f"[{name}] {str(st.get('comment', '')).strip()[:2000]}")
-    if r.returncode != 0 and res.ok:
-        res.ok = False
-        res.failures.append(f"salt-run exited {r.returncode}: {(r.stderr or '').strip()[-2000:]}")
+        if ok is False and len(res.failures) == before:
+            detail = str(st.get("comment", "")).strip()[:2000]
+            if isinstance(rets, dict) and rets:
+                detail += " " + json.dumps(rets, default=str)[:1500]
+            res.failures.append(f"[{name}] {detail}")
     return res
+
+
+def _stderr_reasons(stderr: str, limit: int = 5) -> list[str]:
+    """The distinct error lines salt printed (render errors land there)."""
+    seen: list[str] = []
+    for line in stderr.splitlines():
+        line = line.strip()
+        if line.startswith(("[CRITICAL]", "[ERROR   ] Rendering SLS")) or (
+                line.startswith("salt.exceptions.") and ": " in line):
+            if line not in seen:
+                seen.append(line)
+    return [f"salt-run: {x[:1000]}" for x in seen[-limit:]]
 
 
 def format_orchestrate(res: OrchestrateResult) -> str:
@@ -644,9 +708,9 @@ def format_orchestrate(res: OrchestrateResult) -> str:
     for name, ok, _comment in res.steps:
         lines.append(f"  {'ok  ' if ok else ('FAIL' if ok is False else '--  ')} {name}")
     if res.hosts:
-        lines.append(f"  {'host':14} {'states':>6} {'changed':>7} {'failed':>6}")
+        lines.append(f"  {'host':14} {'changed':>7} {'failed':>6}   (states, summed over steps)")
         for h, c in sorted(res.hosts.items()):
-            lines.append(f"  {h:14} {c['states']:6} {c['changed']:7} {c['failed']:6}")
+            lines.append(f"  {h:14} {c['changed']:7} {c['failed']:6}")
     for f in res.failures[:30]:
         lines.append("  ! " + f.replace("\n", "\n    "))
     return "\n".join(lines)

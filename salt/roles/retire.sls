@@ -1,24 +1,23 @@
 {#- A role that left this host (moved elsewhere in the topology) stops here.
     Stateless roles are removed; data is never touched. -#}
 {%- set roles = salt['pillar.get']('stack:roles', []) %}
-{%- set site_roles = ['media', 'loadbalancer'] | reject('in', roles) | list %}
-{%- if site_roles %}
+{%- set not_held = ['database', 'cache', 'app', 'media', 'loadbalancer'] | reject('in', roles) | list %}
+{%- set dropped_sites = ['media', 'loadbalancer'] | select('in', not_held) | list %}
+{%- if dropped_sites %}
 
 include:
-{%-   for role in site_roles %}
+{%-   for role in dropped_sites %}
   - nginx.{{ role }}_clean
 {%-   endfor %}
 {%- endif %}
-{%- if 'cache' not in roles %}
+
+{#- Also keeps the orchestrate step from returning nothing on a host that holds every role. #}
+roles-not-held:
+  test.succeed_without_changes:
+    - name: "not held here: {{ not_held | join(', ') or 'none' }}; PostgreSQL data is never removed by a state"
+{%- if 'cache' in not_held %}
 
 memcached-retired:
   pkg.removed:
     - name: memcached
-{%- endif %}
-{%- if 'database' not in roles %}
-
-{#- Only a notice: a data directory is deleted by a person, never by a state. #}
-postgres-data-kept:
-  test.succeed_without_changes:
-    - name: database role not held; any PostgreSQL data on this host is left as it is
 {%- endif %}
