@@ -144,8 +144,14 @@ def test_env_file(tmp_path, monkeypatch):
     monkeypatch.delenv("DJANGO_SECRET_KEY", raising=False)
     monkeypatch.setenv("DJANGO_X", "from process")
     env.load_env_file(str(path))
-    assert os.environ["DJANGO_SECRET_KEY"] == "a=b#c 'd'"
-    assert os.environ["DJANGO_X"] == "from process"
+    assert env.env_str("DJANGO_SECRET_KEY") == "a=b#c 'd'"
+    assert env.env_str("DJANGO_X") == "from process"
+    # The file's values stay out of the environment a reloaded uWSGI inherits,
+    # so a changed file wins at the next reload.
+    assert "DJANGO_SECRET_KEY" not in os.environ
+    path.write_text("DJANGO_SECRET_KEY=rotated\n")
+    env.load_env_file(str(path))
+    assert env.env_str("DJANGO_SECRET_KEY") == "rotated"
     monkeypatch.setenv("L", "a, b,,c")
     assert env.env_list("L") == ["a", "b", "c"]
 

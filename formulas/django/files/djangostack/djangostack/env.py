@@ -9,6 +9,12 @@ import os
 
 from django.core.exceptions import ImproperlyConfigured
 
+# Values read from the env file. Kept out of os.environ on purpose: uWSGI's
+# graceful reload re-executes the master with its environment, so values put
+# there would outlive the file they came from and a reload would not pick up
+# a changed file (a moved cache host, a new password).
+_file_values = {}
+
 
 def read_env_file(path):
     values = {}
@@ -25,10 +31,10 @@ def read_env_file(path):
 
 
 def load_env_file(path=None):
-    """Add the env file named by DJANGO_ENV_FILE to os.environ.
+    """Read the env file named by DJANGO_ENV_FILE.
 
-    Variables already in the process environment win, so one can be
-    overridden for a single command.
+    Variables set in the process environment win, so one can be overridden
+    for a single command.
     """
     path = path or os.environ.get("DJANGO_ENV_FILE")
     if not path:
@@ -36,12 +42,16 @@ def load_env_file(path=None):
             "DJANGO_ENV_FILE is not set: it names the app's env file "
             "(the uWSGI vassal and Salt's manage.py runs set it)"
         )
-    for key, value in read_env_file(path).items():
-        os.environ.setdefault(key, value)
+    _file_values.clear()
+    _file_values.update(read_env_file(path))
+
+
+def _get(name):
+    return os.environ.get(name, _file_values.get(name, ""))
 
 
 def env_str(name, default=None, required=False):
-    value = os.environ.get(name, "")
+    value = _get(name)
     if value == "":
         if required:
             raise ImproperlyConfigured(f"{name} is missing from the env file")
@@ -51,14 +61,14 @@ def env_str(name, default=None, required=False):
 
 def env_list(name, default=()):
     """Comma-separated list; blanks dropped."""
-    value = os.environ.get(name, "")
+    value = _get(name)
     if not value.strip():
         return list(default)
     return [item.strip() for item in value.split(",") if item.strip()]
 
 
 def env_bool(name, default=False):
-    value = os.environ.get(name, "").strip().lower()
+    value = _get(name).strip().lower()
     if not value:
         return default
     if value in ("1", "true", "yes", "on"):
@@ -69,7 +79,7 @@ def env_bool(name, default=False):
 
 
 def env_int(name, default):
-    value = os.environ.get(name, "").strip()
+    value = _get(name).strip()
     try:
         return int(value) if value else default
     except ValueError:
