@@ -230,3 +230,17 @@ class LayoutSuite:
 
     def test_site_through_every_load_balancer(self, lab, topology):
         check_site(lab, topology)
+
+    def test_secrets_only_on_hosts_that_use_them(self, lab, topology):
+        secrets = yaml.safe_load((lab.pillar_dir / "secrets.sls").read_text())["secrets"]
+        secret_key = secrets["django"]["demo"]["secret_key"]
+        db_password = secrets["postgres"]["users"]["demo"]
+        for host_id, spec in topology["hosts"].items():
+            roles = set(spec["roles"])
+            pillar = repr(lab.pillar(host_id))
+            assert (secret_key in pillar) == ("app" in roles), host_id
+            assert (db_password in pillar) == bool(roles & {"app", "database"}), host_id
+            if "app" in roles:
+                env_file = lab.host(host_id).file("/etc/django-apps/demo.env")
+                assert (env_file.user, env_file.group, env_file.mode) == ("root", "demo", 0o640)
+                assert secret_key in env_file.content_string
