@@ -7,23 +7,9 @@ Fixtures
                     (progress of long lab steps; timing results).
 ``record_timing``   record_timing(label, seconds): printed in the session's
                     terminal summary ("stacklab timings").
-``salt_call_local`` salt_call_local(minion_id, layout="three-tier") -> a
-                    pytest-salt-factories ``SaltCall`` CLI wrapper that runs
-                    ``salt-call --local`` on this machine with the repo's
-                    salt/ + formulas/ as file_roots and the lab's pillar roots
-                    (the lab-generated pillar dir first, then pillar/), so a
-                    fast test renders pillar and states exactly as a lab host
-                    with that minion id would -- without containers::
-
-                        cli = salt_call_local("app1", layout="three-tier")
-                        ret = cli.run("pillar.items")
-                        assert ret.returncode == 0, ret.stderr
-                        pillar = ret.data
-                        ret = cli.run("state.show_sls", "django")
-
-pytest-salt-factories serves here: it writes a minion config into its own
-root dir and wraps the salt-call CLI (JSON parsing, timeouts). Its daemons are
-not used for the lab: see tests/lab/conftest.py for why.
+``salt_factories_config``  keeps pytest-salt-factories' files in this
+                    session's tmp dir (tests/fast uses it for a local
+                    salt-master's CLI; the lab does not: see tests/lab/conftest.py).
 """
 
 from __future__ import annotations
@@ -91,36 +77,3 @@ def salt_factories_config(tmp_path_factory):
     # salt-factories' configs and scripts go into this session's tmp dir
     # (its default root is /tmp itself).
     return {"root_dir": tmp_path_factory.mktemp("salt-factories")}
-
-
-@pytest.fixture(scope="session")
-def salt_call_local(salt_factories, tmp_path_factory):
-    from stacklab.config import Settings
-    from stacklab.lab import write_lab_pillar
-    from stacklab.topology import load
-
-    made: dict[tuple[str, str], object] = {}
-    settings = Settings.from_env()
-
-    def _factory(minion_id: str, layout: str = "three-tier"):
-        key = (layout, minion_id)
-        if key not in made:
-            topo = load(layout, settings.layout_dirs)
-            pillar_dir = tmp_path_factory.mktemp(f"lab-pillar-{topo.name}")
-            if topo.path.parent == (REPO / "pillar" / "layouts").resolve():
-                write_lab_pillar(pillar_dir, f"{{% include 'layouts/{topo.name}.sls' %}}\n")
-            else:
-                write_lab_pillar(pillar_dir, topo.text)
-            minion = salt_factories.salt_minion_daemon(
-                f"{topo.name}-{minion_id}",   # the factory's name; the minion id is below
-                overrides={
-                    "id": minion_id,
-                    "file_client": "local",
-                    "file_roots": {"base": [str(REPO / "salt"), str(REPO / "formulas")]},
-                    "pillar_roots": {"base": [str(pillar_dir), str(REPO / "pillar")]},
-                },
-            )
-            made[key] = minion.salt_call_cli(timeout=300)
-        return made[key]
-
-    return _factory

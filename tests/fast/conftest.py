@@ -1,10 +1,17 @@
 """Fast suite: real Salt rendering of pillar and states, no containers.
 
 Each layout is rendered the way the master renders it, with a lab-style pillar
-root in front of the repo's (topology chosen by include, generated secrets).
+root in front of the repo's (topology chosen by include, test secrets).
+Pillar and highstates render in-process through Salt's own API (salt.pillar,
+salt.client.Caller): a test can swap the topology or the secrets between two
+renders and read the values unmasked, hundreds of renders in seconds. The
+orchestration renders on a real salt-master's CLI from pytest-salt-factories
+(``master`` below), as `salt-run` does on a master.
 """
 import copy
 import pathlib
+
+import json
 
 import pytest
 import salt.config
@@ -103,3 +110,29 @@ def quiet_salt_logging():
 @pytest.fixture
 def renderer(tmp_path):
     return Renderer(tmp_path)
+
+
+class Master:
+    """A salt-master configured like the lab's (repo roots, a lab pillar root in
+    front), driven through pytest-salt-factories' salt-run CLI wrapper."""
+
+    def __init__(self, factory, renderer):
+        self.factory, self.renderer = factory, renderer
+
+    def orchestrate_steps(self, sls="orchestrate.deploy"):
+        ret = self.factory.salt_run_cli(timeout=120).run("state.orchestrate_show_sls", sls)
+        assert ret.returncode == 0, ret.stderr
+        (steps,) = ret.data.values()
+        assert isinstance(steps, dict), json.dumps(ret.data)[:2000]
+        return steps
+
+
+@pytest.fixture(scope="session")
+def master(salt_factories, tmp_path_factory):
+    renderer = Renderer(tmp_path_factory.mktemp("master"))
+    factory = salt_factories.salt_master_daemon("fast-master", overrides={
+        "file_roots": {"base": [str(REPO / "salt"), str(REPO / "formulas")]},
+        "pillar_roots": {"base": [str(renderer.pillar_root), str(REPO / "pillar")]},
+        "pillar_safe_render_error": False,
+    })
+    return Master(factory, renderer)
