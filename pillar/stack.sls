@@ -45,6 +45,7 @@ mine_functions:
 {%- if 'database' in roles %}
 postgres:
   listen_addresses: [{{ me.address | json }}]
+  port: {{ ports.postgres }}
   shared_host: {{ (roles | length > 1) | json }}
   hba:
 {%-   for name, app in apps.items() %}
@@ -68,6 +69,7 @@ postgres:
 {%- if 'cache' in roles %}
 memcached:
   listen: {{ me.address | json }}
+  port: {{ ports.memcached }}
 {%-   for key, value in options.get('cache', {}).items() %}
   {{ key }}: {{ value | json }}
 {%-   endfor %}
