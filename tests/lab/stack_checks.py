@@ -71,6 +71,22 @@ def check_roles_exactly(lab, topology):
                 assert not host.package(package).is_installed, f"{host_id}: {package} ({role}) installed"
 
 
+# Private services: (role, port) listening on the private address only (plus loopback).
+PRIVATE_PORTS = [("database", 5432), ("cache", 11211), ("app", 8000), ("media", 8080), ("media", 8081)]
+
+
+def check_private_listeners(lab, topology):
+    """Database, cache, uWSGI and the media server listen on the private address, never on all."""
+    for host_id, spec in topology["hosts"].items():
+        host = lab.host(host_id)
+        for role, port in PRIVATE_PORTS:
+            if role not in spec["roles"]:
+                continue
+            assert host.socket(f"tcp://{spec['address']}:{port}").is_listening, (host_id, port)
+            assert not host.socket(f"tcp://0.0.0.0:{port}").is_listening, (host_id, port)
+            assert not host.socket(f"tcp://:::{port}").is_listening, (host_id, port)
+
+
 def sql(lab, topology, query):
     db = hosts_with(topology, "database")[0]
     result = lab.exec(db, ["runuser", "-u", "postgres", "--", "psql", "-d", "demo", "-AtXc", query], check=True)
@@ -230,6 +246,9 @@ class LayoutSuite:
 
     def test_site_through_every_load_balancer(self, lab, topology):
         check_site(lab, topology)
+
+    def test_private_services_listen_on_the_private_address_only(self, lab, topology):
+        check_private_listeners(lab, topology)
 
     def test_secrets_only_on_hosts_that_use_them(self, lab, topology):
         secrets = yaml.safe_load((lab.pillar_dir / "secrets.sls").read_text())["secrets"]

@@ -1,4 +1,6 @@
 """three-tier: LB → two app hosts → database (+cache) host; a media host."""
+import re
+
 import pytest
 import yaml
 
@@ -17,6 +19,16 @@ class TestThreeTier(checks.LayoutSuite):
             states = lab.salt(app, "state.show_sls", "django")[app]
             assert ("django-demo-migrate" in states) == (app == apps[0]), app
         assert checks.sql(lab, topology, "SELECT count(*) FROM django_migrations WHERE app = 'visits'") == "1"
+
+    def test_django_deploy_check_leaves_only_what_tls_clears(self, lab, topology):
+        app = checks.hosts_with(topology, "app")[0]
+        run = lab.exec(app, "cd /srv/apps/demo/src && runuser -u demo -- env DJANGO_ENV_FILE=/etc/django-apps/demo.env"
+                            " ../venv/bin/python manage.py check --deploy", check=True)
+        output = run.stdout + run.stderr
+        # HSTS, SSL redirect, secure session and CSRF cookies: the TLS issue's to clear.
+        assert set(re.findall(r"security\.W\d+", output)) <= {
+            "security.W004", "security.W008", "security.W012", "security.W016"}, output
+        assert "ERROR" not in output, output
 
     def test_sixty_seconds_of_load_through_the_lb_without_an_error(self, lab, topology, say):
         result = checks.sustained_load(lab, topology, seconds=60, say=say)
