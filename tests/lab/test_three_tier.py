@@ -38,6 +38,15 @@ class TestThreeTier(checks.LayoutSuite):
         assert result.new_cache_connections < result.requests / 100, result
         assert result.database_connections <= result.database_connection_limit, result
 
+    def test_a_wrong_topology_stops_the_deploy_before_any_host_changes(self, lab, topology, lab_topology):
+        wrong = yaml.safe_load(yaml.safe_dump(topology))
+        wrong["hosts"]["app2"]["roles"] = ["app", "webserver"]
+        lab_topology(yaml.safe_dump({"topology": wrong}))
+        result = lab.run_orchestrate(check=False)
+        assert not result.ok
+        assert "topology:hosts:app2:roles: unknown role webserver" in " ".join(result.failures)
+        assert result.changed == {host: 0 for host in lab.hosts}
+
     def test_moving_the_cache_is_a_pillar_change(self, lab, topology, lab_topology):
         moved = yaml.safe_load(yaml.safe_dump(topology))
         moved["hosts"]["db1"]["roles"] = ["database"]
