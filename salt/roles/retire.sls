@@ -16,8 +16,17 @@ roles-not-held:
   test.succeed_without_changes:
     - name: "not held here: {{ not_held | join(', ') or 'none' }}; PostgreSQL data is never removed by a state"
 {%- if 'cache' in not_held %}
+{%-   import_yaml 'memcached/defaults.yaml' as memcached_defaults %}
 
 memcached-retired:
   pkg.removed:
-    - name: memcached
+    - name: {{ memcached_defaults.memcached.package }}
+{%- endif %}
+{%- if 'app' in not_held %}
+{%-   import_yaml 'uwsgi/defaults.yaml' as uwsgi_defaults %}
+
+{#- The emperor and its vassals stop; the apps' code stays where it was. #}
+uwsgi-retired:
+  pkg.removed:
+    - pkgs: {{ uwsgi_defaults.uwsgi.pkgs | json }}
 {%- endif %}

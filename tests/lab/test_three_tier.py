@@ -47,12 +47,15 @@ class TestThreeTier(checks.LayoutSuite):
         assert "topology:hosts:app2:roles: unknown role webserver" in " ".join(result.failures)
         assert result.changed == {host: 0 for host in lab.hosts}
 
-    def test_moving_the_cache_is_a_pillar_change(self, lab, topology, lab_topology):
+    def test_moving_roles_is_a_pillar_change(self, lab, topology, lab_topology):
+        """The cache leaves db1 for app2, whose app role moves to media1."""
         moved = yaml.safe_load(yaml.safe_dump(topology))
         moved["hosts"]["db1"]["roles"] = ["database"]
-        moved["hosts"]["media1"]["roles"] = ["media", "cache"]
+        moved["hosts"]["app2"]["roles"] = ["cache"]
+        moved["hosts"]["media1"]["roles"] = ["media", "app"]
         lab_topology(yaml.safe_dump({"topology": moved}))
         lab.run_orchestrate()
         checks.check_roles_exactly(lab, moved)
         checks.wait_healthy(lab, moved)
         checks.check_site(lab, moved)
+        assert lab.highstate() == {host: 0 for host in lab.hosts}
