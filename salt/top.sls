@@ -4,7 +4,7 @@ base:
   '*':
     - roles.common
     - roles.retire
-{%- for role in ['database', 'cache', 'media', 'app', 'loadbalancer'] %}
+{%- for role in salt['pillar.get']('stack:hosts_by_role', {}) %}
   'stack:roles:{{ role }}':
     - match: pillar
     - roles.{{ role }}

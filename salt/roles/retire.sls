@@ -1,7 +1,7 @@
 {#- A role that left this host (moved elsewhere in the topology) stops here.
     Stateless roles are removed; data is never touched. -#}
 {%- set roles = salt['pillar.get']('stack:roles', []) %}
-{%- set not_held = ['database', 'cache', 'app', 'media', 'loadbalancer'] | reject('in', roles) | list %}
+{%- set not_held = salt['pillar.get']('stack:hosts_by_role', {}) | reject('in', roles) | list %}
 {%- set dropped_sites = ['media', 'loadbalancer'] | select('in', not_held) | list %}
 {%- if dropped_sites %}
 

@@ -18,18 +18,15 @@ import salt.config
 import salt.pillar
 import yaml
 
+from tests.layouts import LAYOUTS, load_layout  # noqa: F401  (re-exported to the tests)
+
 REPO = pathlib.Path(__file__).resolve().parents[2]
-LAYOUTS = sorted(p.stem for p in (REPO / "pillar" / "layouts").glob("*.sls"))
 SECRETS = {
     "secrets": {
         "django": {"demo": {"secret_key": "test-secret-key"}},
         "postgres": {"users": {"demo": "test-db-password"}},
     }
 }
-
-
-def load_layout(name):
-    return yaml.safe_load((REPO / "pillar" / "layouts" / f"{name}.sls").read_text())["topology"]
 
 
 class Renderer:

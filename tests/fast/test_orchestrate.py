@@ -1,7 +1,7 @@
 """The ordered deploy targets each step at exactly the hosts of its role."""
 import pytest
 
-from conftest import LAYOUTS, load_layout
+from tests.layouts import LAYOUTS, hosts_with, load_layout
 
 ORDER = ["refresh-pillar", "update-mine", "common", "database", "cache", "media",
          "app-leader", "app", "loadbalancer", "retire-moved-roles"]
@@ -23,18 +23,15 @@ def test_orchestrate_targets_roles_in_order(master, layout):
     steps = master.orchestrate_steps()
     assert set(steps) == set(ORDER)
 
-    def holders(role):
-        return sorted(h for h, spec in topology["hosts"].items() if role in spec["roles"])
-
     everyone = sorted(topology["hosts"])
     for name in ORDER:
         args = step_args(steps[name])
         assert args["tgt_type"] == "list", name
         if name in ("database", "cache", "media", "app", "loadbalancer"):
-            expected = holders(name)
+            expected = sorted(hosts_with(topology, name))
         elif name == "app-leader":
             # The first app host in topology order runs the migrations.
-            expected = [next(h for h, spec in topology["hosts"].items() if "app" in spec["roles"])]
+            expected = hosts_with(topology, "app")[:1]
         else:
             expected = everyone
         assert sorted(args["tgt"]) == expected, name

@@ -1,18 +1,10 @@
 """The topology becomes each formula's pillar; secrets go only where needed."""
 import pytest
 
-from conftest import LAYOUTS, load_layout
+from tests.layouts import LAYOUTS, addresses_with, hosts_with, load_layout
 
 NEEDS_SECRET_KEY = {"app"}
 NEEDS_DB_PASSWORD = {"app", "database"}
-
-
-def hosts_with(topology, role):
-    return [h for h, spec in topology["hosts"].items() if role in spec["roles"]]
-
-
-def addresses_with(topology, role):
-    return [topology["hosts"][h]["address"] for h in hosts_with(topology, role)]
 
 
 def test_there_are_the_four_documented_layouts():

@@ -1,7 +1,7 @@
 """Every host of every layout gets a highstate that renders, from its roles only."""
 import pytest
 
-from conftest import LAYOUTS, load_layout
+from tests.layouts import LAYOUTS, load_layout
 
 ROLE_SLS = {"database": "postgres.server", "cache": "memcached", "app": "django",
             "media": "nginx.media", "loadbalancer": "nginx.loadbalancer"}

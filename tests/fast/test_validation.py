@@ -3,7 +3,7 @@ import copy
 
 import pytest
 
-from conftest import load_layout
+from tests.layouts import load_layout
 
 
 def broken(mutate):
