@@ -1,40 +1,40 @@
-# Every tier redundant except the database primary (replicas come with
-# the replication work): 2 load balancers, 3 app hosts, 2 cache hosts,
-# 2 media hosts.
+# Every tier redundant except the database primary (replicas come with the
+# replication work): 2 load balancers, 3 app hosts, 2 cache hosts, 2 media
+# hosts. Minion ids are FQDNs, Salt's default id on a real server.
 topology:
   network: 10.77.0.0/24
   hosts:
-    lb1:
+    lb-01.example.internal:
       address: 10.77.0.10
       roles: [loadbalancer]
-    lb2:
+    lb-02.example.internal:
       address: 10.77.0.9
       roles: [loadbalancer]
-    app1:
+    app-01.example.internal:
       address: 10.77.0.11
       roles: [app]
-    app2:
+    app-02.example.internal:
       address: 10.77.0.12
       roles: [app]
-    app3:
+    app-03.example.internal:
       address: 10.77.0.13
       roles: [app]
-    db1:
+    db-01.example.internal:
       address: 10.77.0.20
       roles: [database]
-    cache1:
+    cache-01.example.internal:
       address: 10.77.0.41
       roles: [cache]
       options:
         cache: {memory_mb: 128}
-    cache2:
+    cache-02.example.internal:
       address: 10.77.0.42
       roles: [cache]
       options:
         cache: {memory_mb: 128}
-    media1:
+    media-01.example.internal:
       address: 10.77.0.30
       roles: [media]
-    media2:
+    media-02.example.internal:
       address: 10.77.0.31
       roles: [media]
