@@ -1,11 +1,15 @@
-# Roles come from pillar (stack:roles, derived from the topology keyed by
-# minion id), never from grains a host could set for itself.
-base:
-  '*':
-    - roles.common
-    - roles.retire
-{%- for role in salt['pillar.get']('stack:hosts_by_role', {}) %}
-  'stack:roles:{{ role }}':
-    - match: pillar
-    - roles.{{ role }}
-{%- endfor %}
+{#- A topology host applies the states of its roles (pillar stack:states,
+    from the role registry) and retires the roles it no longer holds. Roles
+    come from pillar keyed by minion id, never from grains. A minion the
+    topology does not name has no stack pillar and gets nothing here. -#}
+{%- set stack = salt['pillar.get']('stack', {}) %}
+{%- if stack.get('states') %}
+{{ saltenv }}:
+  {{ opts.id | json }}:
+    - match: list
+    - stack.host
+{%-   for sls in stack.states %}
+    - {{ sls }}
+{%-   endfor %}
+    - stack.retire
+{%- endif %}

@@ -1,9 +1,10 @@
 # The Django apps this stack serves: one uWSGI vassal each on every app host.
-# Read by pillar/stack.sls (not a pillar SLS of its own); secrets live in secrets.sls.
+# Copy into your site pillar root as apps.sls (plain YAML). pillar/stack.sls
+# reads it; secrets live in secrets.sls beside it.
 apps:
   demo:
     # salt:// (offline, the default) or {git: URL, rev: REVISION}
-    source: {salt: salt://apps/demo}
+    source: {salt: salt://demo}
     requirements: requirements.txt
     settings_module: demoproject.settings
     wsgi_module: demoproject.wsgi

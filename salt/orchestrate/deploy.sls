@@ -1,61 +1,52 @@
-{#- The ordered deploy: salt-run state.orchestrate orchestrate.deploy
-    Each tier is up before the tier that uses it. Media comes before the app
-    tier because the app leader uploads the collected static files to the media
-    hosts; migrations run once, on the leader, before any app host reloads. -#}
-{%- set stack = salt['pillar.get']('stack') %}
-{%- if not stack %}{{ raise('pillar stack is empty on the master: check pillar/top.sls and pillar/topology.sls') }}{% endif %}
-{%- set all_hosts = stack.hosts.keys() | list %}
-{%- set by_role = stack.hosts_by_role %}
+#!py
+"""The ordered deploy: salt-run state.orchestrate orchestrate.deploy saltenv=stack
 
-refresh-pillar:
-  salt.function:
-    - name: saltutil.refresh_pillar
-    - tgt: {{ all_hosts | json }}
-    - tgt_type: list
+Steps come from the role registry (each role's deploy step and states) and
+the site's topology, read through the same library as the pillar, so a wrong
+topology stops the deploy here, naming the key, before any host changes.
+Each step's hosts finish before the next step starts; a failed step stops
+the deploy. Roles that moved away are retired last, after their new hosts
+serve."""
+import importlib
+import sys
 
-update-mine:
-  salt.function:
-    - name: mine.update
-    - tgt: {{ all_hosts | json }}
-    - tgt_type: list
-    - require:
-      - salt: refresh-pillar
 
-{#- Every host first proves it matches the topology; nothing changes if one does not. #}
-common:
-  salt.state:
-    - tgt: {{ all_hosts | json }}
-    - tgt_type: list
-    - sls: roles.common
-    - failhard: True
-    - require:
-      - salt: update-mine
+def _stackpillar(roots):
+    """The library from the first pillar root holding it, loaded afresh."""
+    sys.modules.pop("stackpillar", None)
+    sys.path[:0] = roots
+    try:
+        return importlib.import_module("stackpillar")
+    finally:
+        del sys.path[:len(roots)]
 
-{%- set previous = ['common'] %}
-{%- for step, role, targets in [
-      ('database', 'database', by_role.database),
-      ('cache', 'cache', by_role.cache),
-      ('media', 'media', by_role.media),
-      ('app-leader', 'app', [stack.app_leader]),
-      ('app', 'app', by_role.app),
-      ('loadbalancer', 'loadbalancer', by_role.loadbalancer)] %}
 
-{{ step }}:
-  salt.state:
-    - tgt: {{ targets | json }}
-    - tgt_type: list
-    - sls: roles.{{ role }}
-    - failhard: True
-    - require:
-      - salt: {{ previous[-1] }}
-{%-   do previous.append(step) %}
-{%- endfor %}
+def _on(hosts, **kwargs):
+    return [{"tgt": hosts}, {"tgt_type": "list"}] + [{k: v} for k, v in kwargs.items()]
 
-{#- Last: roles that moved away stop on their old hosts, after their new hosts serve. #}
-retire-moved-roles:
-  salt.state:
-    - tgt: {{ all_hosts | json }}
-    - tgt_type: list
-    - sls: roles.retire
-    - require:
-      - salt: {{ previous[-1] }}
+
+def run():
+    pillarenv = __opts__.get("pillarenv") or saltenv
+    roots = __opts__["pillar_roots"].get(pillarenv) or []
+    lib = _stackpillar(roots)
+    registry = lib.load_registry()
+    # A TopologyError here fails the render: its message names the key.
+    everyone, steps = lib.deploy_plan(lib.load_site(roots), registry)
+    # Minions render with the same environments as this run.
+    envs = {"saltenv": saltenv, "pillarenv": pillarenv}
+    plan = {
+        "refresh-pillar": {"salt.function": _on(everyone, name="saltutil.refresh_pillar", **envs)},
+        "update-mine": {"salt.function": _on(everyone, name="mine.update",
+                                              require=[{"salt": "refresh-pillar"}])},
+        # Every host first proves it matches the topology; nothing changes if one does not.
+        "host-check": {"salt.state": _on(everyone, sls="stack.host", failhard=True,
+                                         require=[{"salt": "update-mine"}], **envs)},
+    }
+    previous = "host-check"
+    for step, role, hosts in steps:
+        plan[step] = {"salt.state": _on(hosts, sls=registry["roles"][role]["states"], failhard=True,
+                                        require=[{"salt": previous}], **envs)}
+        previous = step
+    plan["retire-moved-roles"] = {"salt.state": _on(everyone, sls="stack.retire",
+                                                    require=[{"salt": previous}], **envs)}
+    return plan

@@ -1,7 +1,8 @@
 """Fast suite: real Salt rendering of pillar and states, no containers.
 
-Each layout is rendered the way the master renders it, with a lab-style pillar
-root in front of the repo's (topology chosen by include, test secrets).
+Each layout is rendered the way the lab's master renders it: environment
+`stack`, a site pillar root (topology, apps, test secrets) in front of the
+repo's.
 Pillar and highstates render in-process through Salt's own API (salt.pillar,
 salt.client.Caller): a test can swap the topology or the secrets between two
 renders and read the values unmasked, hundreds of renders in seconds. The
@@ -18,7 +19,7 @@ import salt.config
 import salt.pillar
 import yaml
 
-from tests.layouts import LAYOUTS, load_layout  # noqa: F401  (re-exported to the tests)
+from tests.layouts import EXAMPLE_APPS, LAYOUTS, LAYOUTS_DIR, load_layout  # noqa: F401  (re-exported)
 
 REPO = pathlib.Path(__file__).resolve().parents[2]
 SECRETS = {
@@ -29,17 +30,29 @@ SECRETS = {
 }
 
 
+ENV = "stack"
+
+
+def roots(site):
+    """file_roots and pillar_roots as on the lab's master (README's master config)."""
+    return {
+        "file_roots": {ENV: [str(REPO / "salt"), str(REPO / "formulas"), str(REPO / "examples" / "apps")]},
+        "pillar_roots": {ENV: [str(site), str(REPO / "pillar")]},
+    }
+
+
 class Renderer:
     """Renders pillar and highstate for any minion id against a pillar root."""
 
     def __init__(self, root: pathlib.Path):
         self.root = root
-        self.pillar_root = root / "lab-pillar"
+        self.pillar_root = root / "site"
         self.pillar_root.mkdir(parents=True, exist_ok=True)
         self.write_secrets(SECRETS)
+        self.write("apps.sls", EXAMPLE_APPS.read_text())
 
     def use_layout(self, name):
-        self.write("topology.sls", "{% include 'layouts/" + name + ".sls' %}\n")
+        self.write("topology.sls", (LAYOUTS_DIR / f"{name}.sls").read_text())
 
     def use_topology(self, topology: dict):
         self.write("topology.sls", yaml.safe_dump({"topology": topology}))
@@ -61,8 +74,7 @@ class Renderer:
             "log_level": "quiet",
             # As on the master (see README): the operator sees which key is wrong.
             "pillar_safe_render_error": False,
-            "file_roots": {"base": [str(REPO / "salt"), str(REPO / "formulas")]},
-            "pillar_roots": {"base": [str(self.pillar_root), str(REPO / "pillar")]},
+            **roots(self.pillar_root),
             # Grains as the host itself would report them.
             "grains": {"id": minion_id, "ipv4": ["127.0.0.1"] + ([address] if address else []),
                        "num_cpus": 2, "mem_total": 4096},
@@ -75,7 +87,7 @@ class Renderer:
     def pillar(self, minion_id, address=None):
         opts = self.opts(minion_id, address)
         compiled = salt.pillar.get_pillar(opts, copy.deepcopy(opts["grains"]), minion_id,
-                                          saltenv="base").compile_pillar()
+                                          saltenv=ENV, pillarenv=ENV).compile_pillar()
         return _plain(compiled)
 
     def highstate(self, minion_id, address):
@@ -117,7 +129,8 @@ class Master:
         self.factory, self.renderer = factory, renderer
 
     def orchestrate_steps(self, sls="orchestrate.deploy"):
-        ret = self.factory.salt_run_cli(timeout=120).run("state.orchestrate_show_sls", sls)
+        ret = self.factory.salt_run_cli(timeout=120).run("state.orchestrate_show_sls", sls,
+                                                         f"saltenv={ENV}", f"pillarenv={ENV}")
         assert ret.returncode == 0, ret.stderr
         (steps,) = ret.data.values()
         assert isinstance(steps, dict), json.dumps(ret.data)[:2000]
@@ -128,8 +141,7 @@ class Master:
 def master(salt_factories, tmp_path_factory):
     renderer = Renderer(tmp_path_factory.mktemp("master"))
     factory = salt_factories.salt_master_daemon("fast-master", overrides={
-        "file_roots": {"base": [str(REPO / "salt"), str(REPO / "formulas")]},
-        "pillar_roots": {"base": [str(renderer.pillar_root), str(REPO / "pillar")]},
+        **roots(renderer.pillar_root),
         "pillar_safe_render_error": False,
     })
     return Master(factory, renderer)

@@ -1,10 +1,8 @@
-"""The ordered deploy targets each step at exactly the hosts of its role."""
+"""The ordered deploy, rendered on a real salt-master: its steps come from the
+registry (each role's deploy step and states) and target exactly each role's hosts."""
 import pytest
 
-from tests.layouts import LAYOUTS, hosts_with, load_layout
-
-ORDER = ["refresh-pillar", "update-mine", "common", "database", "cache", "media",
-         "app-leader", "app", "loadbalancer", "retire-moved-roles"]
+from tests.layouts import LAYOUTS, REGISTRY, hosts_with, load_layout
 
 
 def step_args(step):
@@ -16,27 +14,57 @@ def step_args(step):
     return flat
 
 
+def expected_steps(topology):
+    """(step, sls, targets) in order, as the registry says."""
+    everyone = list(topology["hosts"])
+    steps = [("refresh-pillar", None, everyone), ("update-mine", None, everyone),
+             ("host-check", "stack.host", everyone)]
+    for role in sorted(REGISTRY["roles"], key=lambda r: REGISTRY["roles"][r]["deploy"]["step"]):
+        holders = hosts_with(topology, role)
+        states = REGISTRY["roles"][role]["states"]
+        if holders and REGISTRY["roles"][role]["deploy"].get("leader_first"):
+            steps.append((f"{role}-leader", states, holders[:1]))
+        if holders:
+            steps.append((role, states, holders))
+    return steps + [("retire-moved-roles", "stack.retire", everyone)]
+
+
 @pytest.mark.parametrize("layout", LAYOUTS)
-def test_orchestrate_targets_roles_in_order(master, layout):
+def test_orchestrate_follows_the_registry(master, layout):
     topology = load_layout(layout)
     master.renderer.use_layout(layout)
     steps = master.orchestrate_steps()
-    assert set(steps) == set(ORDER)
-
-    everyone = sorted(topology["hosts"])
-    for name in ORDER:
+    expected = expected_steps(topology)
+    assert sorted(steps, key=lambda s: step_args(steps[s])["order"]) == [name for name, _, _ in expected]
+    for name, sls, targets in expected:
         args = step_args(steps[name])
-        assert args["tgt_type"] == "list", name
-        if name in ("database", "cache", "media", "app", "loadbalancer"):
-            expected = sorted(hosts_with(topology, name))
-        elif name == "app-leader":
-            # The first app host in topology order runs the migrations.
-            expected = hosts_with(topology, "app")[:1]
-        else:
-            expected = everyone
-        assert sorted(args["tgt"]) == expected, name
+        assert (args["tgt"], args["tgt_type"]) == (targets, "list"), name
+        if sls:
+            assert args["sls"] == sls, name
+            # Minions render in the deploy's own environments.
+            assert (args["saltenv"], args["pillarenv"]) == ("stack", "stack"), name
     # Each step waits for the one before it; a failed tier stops the deploy.
-    for before, after in zip(ORDER[2:], ORDER[3:]):
+    names = [name for name, _, _ in expected]
+    for before, after in zip(names, names[1:]):
         assert {"salt": before} in step_args(steps[after])["require"], (before, after)
-        if after != "retire-moved-roles":
+        if after not in ("update-mine", "retire-moved-roles"):
             assert step_args(steps[after]).get("failhard") is True, after
+
+
+def test_every_registered_role_with_hosts_is_deployed(master):
+    """A role in the registry is applied by the ordered deploy wherever a host holds it."""
+    master.renderer.use_layout("single")
+    steps = master.orchestrate_steps()
+    applied = {s for step in steps.values() for s in (step_args(step).get("sls") or [])
+               if isinstance(step_args(step).get("sls"), list)}
+    for role, entry in REGISTRY["roles"].items():
+        assert set(entry["states"]) <= applied, role
+
+
+def test_a_wrong_topology_fails_the_orchestrate_render_naming_key_and_host(master):
+    topology = load_layout("three-tier")
+    topology["hosts"]["app2"]["roles"] = ["app", "webserver"]
+    master.renderer.use_topology(topology)
+    ret = master.factory.salt_run_cli(timeout=120).run(
+        "state.orchestrate_show_sls", "orchestrate.deploy", "saltenv=stack", "pillarenv=stack")
+    assert "topology:hosts:app2:roles: unknown role webserver" in ret.stdout + ret.stderr

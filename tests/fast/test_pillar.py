@@ -56,4 +56,4 @@ def test_every_host_gets_exactly_its_roles_pillar(renderer, layout):
 
 def test_per_host_role_options_reach_the_formula(renderer):
     renderer.use_layout("scaled")
-    assert renderer.pillar("cache1", "10.77.0.41")["memcached"]["memory_mb"] == 128
+    assert renderer.pillar("cache-01.example.internal", "10.77.0.41")["memcached"]["memory_mb"] == 128

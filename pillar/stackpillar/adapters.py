@@ -1,0 +1,125 @@
+"""One adapter per role: the role's formula pillar for one host, as data.
+
+An adapter is a function named after its role, taking a Context and
+returning a dict merged into the host's pillar. It reads only the topology,
+the apps, the registry's ports and the secrets its formula needs, so a
+secret reaches only the hosts whose roles use it.
+"""
+from . import site
+from .topology import hosts_with, role_port
+
+
+class Context:
+    """What an adapter may know about one host and the site."""
+
+    def __init__(self, host_id, topology, apps, secrets, registry):
+        self.id = host_id
+        self.topology, self.apps, self.registry = topology, apps, registry
+        self._secrets = secrets
+        self.host = topology["hosts"][host_id]
+        self.address = self.host["address"]
+        self.roles = self.host["roles"]
+
+    def options(self, role):
+        return dict(self.host["options"].get(role, {}))
+
+    def holders(self, role):
+        return hosts_with(self.topology, role)
+
+    def leader(self, role):
+        """The role's first host in topology order (runs once-per-deploy steps)."""
+        holders = self.holders(role)
+        return holders[0] if holders else None
+
+    def address_of(self, host_id):
+        return self.topology["hosts"][host_id]["address"]
+
+    def port(self, role, name, host_id=None):
+        return role_port(self.topology, self.registry, host_id or self.id, role, name)
+
+    def endpoints(self, role, name, prefix="", suffix=""):
+        """prefix + address:port + suffix for every holder of ``role``."""
+        return [f"{prefix}{self.address_of(h)}:{self.port(role, name, h)}{suffix}"
+                for h in self.holders(role)]
+
+    def secret(self, path):
+        return site.secret(self._secrets, path, self.id)
+
+
+def database(ctx):
+    options = ctx.options("database")
+    options.pop("port", None)
+    app_addresses = [ctx.address_of(h) for h in ctx.holders("app")]
+    return {"postgres": {
+        "listen_addresses": [ctx.address],
+        "port": ctx.port("database", "postgres"),
+        "shared_host": len(ctx.roles) > 1,
+        "hba": [{"database": app["database"]["name"], "user": app["database"]["user"],
+                 "address": f"{address}/32"}
+                for app in ctx.apps.values() for address in app_addresses],
+        "users": {app["database"]["user"]: {"password": ctx.secret(f"postgres:users:{app['database']['user']}")}
+                  for app in ctx.apps.values()},
+        "databases": {app["database"]["name"]: {"owner": app["database"]["user"]}
+                      for app in ctx.apps.values()},
+        **options,
+    }}
+
+
+def cache(ctx):
+    options = ctx.options("cache")
+    options.pop("port", None)
+    return {"memcached": {"listen": ctx.address, "port": ctx.port("cache", "memcached"), **options}}
+
+
+def app(ctx):
+    database_host = ctx.leader("database")
+    apps = {}
+    for name, spec in ctx.apps.items():
+        user = spec["database"]["user"]
+        apps[name] = {
+            "source": spec["source"],
+            "requirements": spec.get("requirements", "requirements.txt"),
+            "settings_module": spec["settings_module"],
+            "wsgi_module": spec["wsgi_module"],
+            "server_names": spec["server_names"],
+            "admins": spec.get("admins", []),
+            "https": spec.get("https", False),
+            "environment": spec.get("environment", {}),
+            "secret_key": ctx.secret(f"django:{name}:secret_key"),
+            "database": {
+                "host": ctx.address_of(database_host),
+                "port": ctx.port("database", "postgres", database_host),
+                "name": spec["database"]["name"],
+                "user": user,
+                "password": ctx.secret(f"postgres:users:{user}"),
+            },
+            "cache_servers": ctx.endpoints("cache", "memcached"),
+            "media_write_urls": ctx.endpoints("media", "media_dav", "http://", f"/{name}/media/"),
+            "static_publish_urls": ctx.endpoints("media", "media_dav", "http://", f"/{name}/static/"),
+            "leader": ctx.id == ctx.leader("app"),
+            "uwsgi": {**ctx.options("app"), "socket": f"{ctx.address}:{spec['port']}"},
+        }
+    return {"django": {"apps": apps}}
+
+
+def media(ctx):
+    return {"nginx": {"media": {
+        "listen": f"{ctx.address}:{ctx.port('media', 'media')}",
+        "dav_listen": f"{ctx.address}:{ctx.port('media', 'media_dav')}",
+        "dav_allow": [ctx.address_of(h) for h in ctx.holders("app")],
+        "sites": {name: {"server_names": spec["server_names"]} for name, spec in ctx.apps.items()},
+        **ctx.options("media"),
+    }}}
+
+
+def loadbalancer(ctx):
+    app_hosts = ctx.holders("app")
+    return {"nginx": {"loadbalancer": {
+        "listen": ctx.port("loadbalancer", "http"),
+        "sites": {name: {
+            "server_names": spec["server_names"],
+            "app_upstreams": [f"{ctx.address_of(h)}:{spec['port']}" for h in app_hosts],
+            "media_upstreams": ctx.endpoints("media", "media"),
+        } for name, spec in ctx.apps.items()},
+        **ctx.options("loadbalancer"),
+    }}}

@@ -1,0 +1,69 @@
+"""Each host's pillar, and the ordered deploy's steps, from the site data
+and the registry."""
+from . import adapters
+from .registry import roles_in_deploy_order
+from .site import check_apps
+from .topology import check_topology, hosts_with
+
+
+def checked_site(site, registry):
+    """(topology, apps) checked, or TopologyError naming the wrong key."""
+    return check_topology(site["topology"], registry), check_apps(site["apps"])
+
+
+def build_pillar(host_id, site, registry):
+    """The pillar of ``host_id``: the stack's view (roles, states, what to
+    retire) merged with every held role's adapter output. {} for a minion
+    the topology does not name."""
+    topology, apps = checked_site(site, registry)
+    if host_id not in topology["hosts"]:
+        return {}
+    ctx = adapters.Context(host_id, topology, apps, site["secrets"], registry)
+    held = [r for r in roles_in_deploy_order(registry) if r in ctx.roles]
+    pillar = {
+        "stack": {
+            "id": host_id,
+            "roles": ctx.roles,
+            "address": ctx.address,
+            "network": topology["network"],
+            "hosts": {h: {"address": v["address"], "roles": v["roles"]}
+                      for h, v in topology["hosts"].items()},
+            "hosts_by_role": {r: hosts_with(topology, r) for r in registry["roles"]},
+            # The SLS this host applies, in deploy order, and those that
+            # remove roles it no longer holds.
+            "states": [s for r in held for s in registry["roles"][r]["states"]],
+            "retire": [s for r in registry["roles"] if r not in ctx.roles
+                       for s in registry["roles"][r]["retire"]],
+        },
+        # Every host publishes the addresses it really has on the private
+        # network, so a topology address no host holds shows before a deploy.
+        "mine_functions": {"private_addresses": [{"mine_function": "network.ip_addrs"},
+                                                 {"cidr": topology["network"]}]},
+    }
+    for role in held:
+        _merge(pillar, getattr(adapters, role)(ctx))
+    return pillar
+
+
+def deploy_plan(site, registry):
+    """The ordered deploy: [(step, role, [minion ids])], each step's hosts
+    done before the next starts. A role marked leader_first runs on its
+    first host alone first; roles without hosts have no step."""
+    topology, _apps = checked_site(site, registry)
+    steps = []
+    for role in roles_in_deploy_order(registry):
+        holders = hosts_with(topology, role)
+        if not holders:
+            continue
+        if registry["roles"][role]["deploy"].get("leader_first"):
+            steps.append((f"{role}-leader", role, holders[:1]))
+        steps.append((role, role, holders))
+    return list(topology["hosts"]), steps
+
+
+def _merge(into, extra):
+    for key, value in extra.items():
+        if isinstance(value, dict) and isinstance(into.get(key), dict):
+            _merge(into[key], value)
+        else:
+            into[key] = value

@@ -1,0 +1,81 @@
+"""Site data: topology.sls, apps.sls and secrets.sls from the site's pillar
+root (listed before the repo's), and the check of the apps."""
+import os
+import re
+
+import yaml
+
+from .errors import TopologyError
+
+SITE_FILES = ("topology.sls", "apps.sls", "secrets.sls")
+APP_NAME = re.compile(r"^[a-z][a-z0-9_]{0,30}$")
+APP_REQUIRED = ("source", "settings_module", "wsgi_module", "server_names", "database", "port")
+APP_KEYS = APP_REQUIRED + ("requirements", "admins", "https", "environment")
+
+
+def load_site(roots):
+    """{'topology': ..., 'apps': ..., 'secrets': ...} from the first of
+    ``roots`` (pillar roots, in order) holding each file. The files are plain
+    YAML: they are data, read here and never sent to a minion whole."""
+    site = {}
+    for name in SITE_FILES:
+        path = next((os.path.join(r, name) for r in roots if os.path.isfile(os.path.join(r, name))), None)
+        if path is None:
+            raise TopologyError(name[:-4], f"no {name} in the pillar roots ({', '.join(roots)}); "
+                                "a site keeps topology.sls, apps.sls and secrets.sls in a pillar root "
+                                "of its own, listed before the repo's (see README.md)")
+        with open(path, encoding="utf-8") as fh:
+            try:
+                data = yaml.safe_load(fh) or {}
+            except yaml.YAMLError as exc:
+                raise TopologyError(name[:-4], f"{path} is not valid YAML: {exc}") from None
+        site[name[:-4]] = data
+    return site
+
+
+def check_apps(data):
+    """The apps mapping, checked: every error names apps:<app>:<key>."""
+    apps = (data or {}).get("apps") if isinstance(data, dict) else None
+    if not isinstance(apps, dict) or not apps:
+        raise TopologyError("apps", "must define at least one Django app (see pillar/examples/apps.sls)")
+    ports = {}
+    for name, app in apps.items():
+        key = f"apps:{name}"
+        if not isinstance(name, str) or not APP_NAME.match(name):
+            raise TopologyError(key, "an app name is lowercase letters, digits and _ (it names a "
+                                "system user and a database default)")
+        if not isinstance(app, dict):
+            raise TopologyError(key, "must be a mapping")
+        for field in APP_REQUIRED:
+            if field not in app:
+                raise TopologyError(f"{key}:{field}", "is missing")
+        for field in app:
+            if field not in APP_KEYS:
+                raise TopologyError(f"{key}:{field}", f"unknown key (known: {', '.join(APP_KEYS)})")
+        source = app["source"]
+        if not isinstance(source, dict) or not (source.get("salt") or source.get("git")):
+            raise TopologyError(f"{key}:source", "needs salt: salt://... or git: URL (and rev)")
+        names = app["server_names"]
+        if isinstance(names, str) or not isinstance(names, list) or not names:
+            raise TopologyError(f"{key}:server_names", "must be a non-empty list of host names")
+        database = app["database"]
+        if not isinstance(database, dict) or not database.get("name") or not database.get("user"):
+            raise TopologyError(f"{key}:database", "needs name and user")
+        port = app["port"]
+        if isinstance(port, bool) or not isinstance(port, int) or not 1024 <= port <= 65535:
+            raise TopologyError(f"{key}:port", f"must be a port between 1024 and 65535 (got {port!r})")
+        if port in ports:
+            raise TopologyError(f"{key}:port", f"{port} is already the port of app {ports[port]}")
+        ports[port] = name
+    return apps
+
+
+def secret(secrets, path, needed_on):
+    """secrets:<path>, or an error naming the key and the host that needs it."""
+    value = (secrets or {}).get("secrets")
+    for part in path.split(":"):
+        value = value.get(part) if isinstance(value, dict) else None
+    if not value or not isinstance(value, str):
+        raise TopologyError(f"secrets:{path}", f"missing (needed on {needed_on}; "
+                            "see pillar/examples/secrets.sls.example)")
+    return value

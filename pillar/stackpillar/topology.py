@@ -1,0 +1,174 @@
+"""The topology check: the one place that knows the topology's schema.
+
+A topology maps minion ids to an address on the private network, the roles
+the host plays and per-role options. Every error names the key that is
+wrong, with the host in it: ``topology:hosts:<id>:options:<role>:<key>``.
+"""
+import ipaddress
+import re
+
+from .errors import TopologyError
+
+# A lowercase hostname or FQDN (Salt's default minion id is the host's FQDN).
+_LABEL = r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?"
+MINION_ID = re.compile(rf"^{_LABEL}(?:\.{_LABEL})*$")
+HOST_KEYS = ("address", "roles", "options")
+TOPOLOGY_KEYS = ("network", "hosts")
+SIZE = re.compile(r"^[0-9]+[kmg]?$", re.I)
+
+
+def hosts_with(topology, role):
+    """Minion ids holding ``role``, in topology order."""
+    return [hid for hid, host in topology["hosts"].items() if role in host["roles"]]
+
+
+def check_topology(data, registry):
+    """``data`` is a topology file's content ({'topology': {...}}). Returns
+    {'network': str, 'hosts': {id: {'address', 'roles', 'options'}}} in file
+    order, or raises TopologyError naming the first wrong key."""
+    topology = (data or {}).get("topology") if isinstance(data, dict) else None
+    if not isinstance(topology, dict):
+        raise TopologyError("topology", "missing: the site's topology.sls must define the key "
+                            "topology (see pillar/examples/layouts/)")
+    _unknown_keys("topology", topology, TOPOLOGY_KEYS)
+    network = _network(topology.get("network"))
+    hosts = topology.get("hosts")
+    if not isinstance(hosts, dict) or not hosts:
+        raise TopologyError("topology:hosts", "must map minion ids to {address, roles}")
+    roles = registry["roles"]
+    checked, used = {}, {}
+    for hid, host in hosts.items():
+        key = f"topology:hosts:{hid}"
+        if not isinstance(hid, str) or not MINION_ID.match(hid) or len(hid) > 253:
+            raise TopologyError(key, "a minion id must be a lowercase hostname or FQDN, "
+                                "e.g. app1 or app-01.example.internal")
+        if not isinstance(host, dict):
+            raise TopologyError(key, "must be a mapping with address and roles")
+        _unknown_keys(key, host, HOST_KEYS)
+        address = _address(key, host.get("address"), network, used)
+        used[address] = hid
+        held = _roles(key, host.get("roles"), roles)
+        options = _options(key, host.get("options"), held, roles)
+        checked[hid] = {"address": address, "roles": held, "options": options}
+    result = {"network": str(network), "hosts": checked}
+    _counts(result, roles)
+    _ports_distinct(result, registry)
+    return result
+
+
+def _unknown_keys(key, mapping, known):
+    for name in mapping:
+        if name not in known:
+            raise TopologyError(f"{key}:{name}", f"unknown key (known: {', '.join(known)})")
+
+
+def _network(value):
+    try:
+        network = ipaddress.IPv4Network(str(value), strict=True)
+        if "/" not in str(value):
+            raise ValueError("no prefix length")
+    except ValueError as exc:
+        raise TopologyError("topology:network", "must be the private IPv4 network in CIDR form, "
+                            f"e.g. 10.77.0.0/24 (got {value!r}: {exc})") from None
+    return network
+
+
+def _address(key, value, network, used):
+    try:
+        address = ipaddress.IPv4Address(str(value))
+    except ValueError:
+        raise TopologyError(f"{key}:address", f"must be an IPv4 address (got {value!r})") from None
+    if address not in network or address in (network.network_address, network.broadcast_address):
+        raise TopologyError(f"{key}:address", f"{address} is outside topology:network {network} "
+                            "(or is its network or broadcast address)")
+    if str(address) in used:
+        raise TopologyError(f"{key}:address", f"{address} is already used by {used[str(address)]}")
+    return str(address)
+
+
+def _roles(key, value, roles):
+    if isinstance(value, str) or not isinstance(value, list) or not value:
+        raise TopologyError(f"{key}:roles", f"must be a non-empty list of {', '.join(roles)}")
+    for role in value:
+        if role not in roles:
+            raise TopologyError(f"{key}:roles", f"unknown role {role} (known: {', '.join(roles)})")
+    if len(set(value)) != len(value):
+        raise TopologyError(f"{key}:roles", "lists a role twice")
+    return list(value)
+
+
+def _options(key, value, held, roles):
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise TopologyError(f"{key}:options", "must map roles to their options")
+    checked = {}
+    for role, given in value.items():
+        okey = f"{key}:options:{role}"
+        if role not in held:
+            raise TopologyError(okey, f"options for a role this host does not hold "
+                                f"(it holds {', '.join(held)})")
+        if not isinstance(given, dict):
+            raise TopologyError(okey, "must be a mapping of option: value")
+        schema = roles[role]["options"] or {}
+        checked[role] = {}
+        for name, option in given.items():
+            if name not in schema:
+                known = ", ".join(schema) or "none"
+                raise TopologyError(f"{okey}:{name}", f"unknown option for role {role} (known: {known})")
+            checked[role][name] = _option_value(f"{okey}:{name}", option, schema[name])
+    return checked
+
+
+def _option_value(key, value, spec):
+    kind = spec["type"]
+    if kind == "size":
+        if isinstance(value, bool) or not SIZE.match(str(value)):
+            raise TopologyError(key, f"must be a size such as 512k, 64m or 1g (got {value!r})")
+        return str(value)
+    low, high = (1, 65535) if kind == "port" else (spec.get("min"), spec.get("max"))
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TopologyError(key, f"must be a whole number (got {value!r})")
+    if (low is not None and value < low) or (high is not None and value > high):
+        raise TopologyError(key, f"must be between {low} and {high} (got {value})")
+    return value
+
+
+def _counts(topology, roles):
+    for role, entry in roles.items():
+        holders = hosts_with(topology, role)
+        low, high = entry["hosts"].get("min") or 0, entry["hosts"].get("max")
+        if len(holders) < low:
+            raise TopologyError("topology:hosts", f"no host has the role {role}" if not holders else
+                                f"the role {role} needs at least {low} hosts (got {', '.join(holders)})")
+        if high is not None and len(holders) > high:
+            limit = "only one host" if high == 1 else f"at most {high} hosts"
+            raise TopologyError("topology:hosts", f"{limit} may hold the role {role}; "
+                                f"got {', '.join(holders)}")
+        for needed in entry.get("requires") or []:
+            if holders and not hosts_with(topology, needed):
+                raise TopologyError("topology:hosts", f"the role {role} needs a host with the role "
+                                    f"{needed}")
+
+
+def role_port(topology, registry, host_id, role, name):
+    """The port a holder of ``role`` listens on for ``name`` (registry default,
+    unless the host's options for the role set ``port``)."""
+    default = registry["roles"][role]["ports"][name]["port"]
+    return topology["hosts"][host_id]["options"].get(role, {}).get("port", default)
+
+
+def _ports_distinct(topology, registry):
+    """Two roles on one host never listen on the same port."""
+    for hid, host in topology["hosts"].items():
+        seen = {}
+        for role in host["roles"]:
+            for name, port in registry["roles"][role]["ports"].items():
+                number = role_port(topology, registry, hid, role, name)
+                if number is None:
+                    continue  # per app: checked with the apps
+                if number in seen and seen[number] != role:
+                    raise TopologyError(f"topology:hosts:{hid}:options:{role}:port",
+                                        f"port {number} is already used by the role {seen[number]} "
+                                        "on this host")
+                seen[number] = role
