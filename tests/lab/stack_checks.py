@@ -13,23 +13,39 @@ import uuid
 import pytest
 import yaml
 
-from tests.layouts import hosts_with, load_layout
+from stackpillar.topology import role_port
+from tests.layouts import EXAMPLE_APPS, REGISTRY, REPO, hosts_with, load_layout, role_ports
 
-# What each role runs and installs; anything of a role a host does not hold must be absent.
-ROLE_SERVICES = {
-    "database": ["postgresql@15-main"],
-    "cache": ["memcached"],
-    "app": ["uwsgi-emperor"],
-    "media": ["nginx"],
-    "loadbalancer": ["nginx"],
-}
-ROLE_PACKAGES = {
-    "database": ["postgresql-15"],
-    "cache": ["memcached"],
-    "app": ["uwsgi-emperor", "uwsgi-plugin-python3"],
-    "media": ["nginx"],
-    "loadbalancer": ["nginx"],
-}
+MEDIA_PORT = role_ports("media")["media"][0]
+MEMCACHED_PORT = role_ports("cache")["memcached"][0]
+
+APPS = yaml.safe_load(EXAMPLE_APPS.read_text())["apps"]
+POSTGRES_RELEASES = yaml.safe_load((REPO / "formulas" / "postgres" / "osmajorreleasemap.yaml").read_text())
+
+
+def release_facts(host):
+    """Values the registry's `expect` entries name, for this host's Debian release."""
+    major = int(host.system_info.release.split(".")[0])
+    return {"postgres_version": POSTGRES_RELEASES[major]["version"]}
+
+
+def expected(host, role, kind):
+    """The services or packages the registry expects on a holder of `role`."""
+    facts = release_facts(host)
+    return {name.format(**facts) for name in REGISTRY["roles"][role]["expect"][kind]}
+
+
+def private_ports(topology, host_id, role):
+    """Ports a holder of `role` listens on that only other roles may reach
+    (a host's port option wins; per-app ports come from the example apps)."""
+    ports = []
+    for name, (_default, allowed) in role_ports(role).items():
+        if "public" not in allowed:
+            port = role_port(topology, REGISTRY, host_id, role, name)
+            ports += [port] if port else [app["port"] for app in APPS.values()]
+    return ports
+
+
 SITE_HOST = "localhost"  # a server name of the demo app (pillar/apps.sls)
 
 
@@ -59,27 +75,21 @@ def check_roles_exactly(lab, topology):
     """Each host runs and enables the services of its roles; other roles' packages are absent."""
     for host_id, spec in topology["hosts"].items():
         host = lab.host(host_id)
-        wanted_services = {s for role in spec["roles"] for s in ROLE_SERVICES[role]}
-        wanted_packages = {p for role in spec["roles"] for p in ROLE_PACKAGES[role]}
+        wanted_services = {s for role in spec["roles"] for s in expected(host, role, "services")}
+        wanted_packages = {p for role in spec["roles"] for p in expected(host, role, "packages")}
         for service in wanted_services:
             assert host.service(service).is_running, f"{host_id}: {service} not running"
             assert host.service(service).is_enabled, f"{host_id}: {service} not enabled"
-        for role, packages in ROLE_PACKAGES.items():
-            for package in set(packages) - wanted_packages:
+        for role in REGISTRY["roles"]:
+            for package in expected(host, role, "packages") - wanted_packages:
                 assert not host.package(package).is_installed, f"{host_id}: {package} ({role}) installed"
-
-
-# Private services: (role, port) listening on the private address only (plus loopback).
-PRIVATE_PORTS = [("database", 5432), ("cache", 11211), ("app", 8000), ("media", 8080), ("media", 8081)]
 
 
 def check_private_listeners(lab, topology):
     """Database, cache, uWSGI and the media server listen on the private address, never on all."""
     for host_id, spec in topology["hosts"].items():
         host = lab.host(host_id)
-        for role, port in PRIVATE_PORTS:
-            if role not in spec["roles"]:
-                continue
+        for port in (p for role in spec["roles"] for p in private_ports(topology, host_id, role)):
             assert host.socket(f"tcp://{spec['address']}:{port}").is_listening, (host_id, port)
             assert not host.socket(f"tcp://0.0.0.0:{port}").is_listening, (host_id, port)
             assert not host.socket(f"tcp://:::{port}").is_listening, (host_id, port)
@@ -152,7 +162,7 @@ def check_upload(lab, address, media_hosts):
     assert got.header("content-disposition").startswith("attachment")
     # Already on every media host, whichever the load balancer picks next.
     for media in media_hosts:
-        direct = request(lab.address(media), links[0], port=8080)
+        direct = request(lab.address(media), links[0], port=MEDIA_PORT)
         assert (direct.status, direct.body) == (200, content), media
 
 
@@ -184,7 +194,7 @@ def memcached_total_connections(lab, topology):
     """Connections each memcached has accepted since it started, summed."""
     total = 0
     for host in hosts_with(topology, "cache"):
-        with socket.create_connection((lab.address(host), 11211), timeout=5) as conn:
+        with socket.create_connection((lab.address(host), MEMCACHED_PORT), timeout=5) as conn:
             conn.sendall(b"stats\r\n")
             data = b""
             while not data.endswith(b"END\r\n"):

@@ -1,4 +1,4 @@
-"""scaled: 2 load balancers, 3 app hosts, 2 cache hosts, 2 media hosts, 1 database."""
+"""scaled: 2 load balancers, 3 app hosts, 2 cache hosts, 2 media hosts, 1 database; FQDN minion ids."""
 import pytest
 
 from stack_checks import LayoutSuite

@@ -3,7 +3,8 @@ import pytest
 
 from stack_checks import LayoutSuite
 
-pytestmark = pytest.mark.layout("single")
+# Debian 12 (LTS): the formulas choose their versions per release.
+pytestmark = pytest.mark.layout("single", release="bookworm")
 
 
 class TestSingle(LayoutSuite):
