@@ -23,3 +23,11 @@ def test_a_host_whose_address_is_wrong_is_refused(renderer):
     renderer.use_layout("three-tier")
     result = renderer.highstate("app1", "10.77.0.99")
     assert "topology:hosts:app1:address is 10.77.0.11" in str(result)
+
+
+def test_a_minion_outside_the_topology_gets_nothing_from_the_stack(renderer):
+    """Another minion of the same master: no stack pillar, no stack states."""
+    renderer.use_layout("three-tier")
+    pillar = renderer.pillar("backup-old.example.internal", "10.77.0.99")
+    assert not {"stack", "postgres", "memcached", "django", "nginx"} & set(pillar), pillar
+    assert renderer.highstate("backup-old.example.internal", "10.77.0.99") == {}
