@@ -1,4 +1,9 @@
+{#- memcached on the private address(es) only, no UDP. -#}
 {%- from 'memcached/map.jinja' import memcached with context %}
+{#- memcached has no authentication here: refuse to expose it everywhere. #}
+{%- if not memcached.listen or memcached.listen | select('in', ['0.0.0.0', '::', '*', '']) | list %}
+{{- raise('memcached:listen must name the private address(es), not ' ~ (memcached.listen | join(',') or 'nothing')) }}
+{%- endif %}
 
 memcached-package-installed:
   pkg.installed:
@@ -19,7 +24,7 @@ memcached-config:
 
 memcached-service-running:
   service.running:
-    - name: memcached
+    - name: {{ memcached.service }}
     - enable: True
     - watch:
       - file: memcached-config

@@ -1,5 +1,8 @@
-{#- Role loadbalancer left this host: its site piece goes, nginx reloads if it
-    runs. Files under the media root are never touched. #}
+{#- The loadbalancer role left this host: its site piece goes and nginx reloads
+    if it runs (nginx itself stays: another role may use it). Files under the
+    media root are never touched. Needs no pillar; a no-op on a host that
+    never had the role. -#}
+{%- from 'nginx/map.jinja' import nginx with context %}
 
 nginx-loadbalancer-site-removed:
   file.absent:
@@ -7,7 +10,7 @@ nginx-loadbalancer-site-removed:
 
 nginx-reloaded-without-loadbalancer-site:
   cmd.run:
-    - name: systemctl reload nginx
-    - onlyif: systemctl is-active --quiet nginx
+    - name: systemctl reload {{ nginx.service }}
+    - onlyif: systemctl is-active --quiet {{ nginx.service }}
     - onchanges:
       - file: nginx-loadbalancer-site-removed

@@ -1,5 +1,8 @@
-{#- Role media left this host: its site piece goes, nginx reloads if it
-    runs. Files under the media root are never touched. #}
+{#- The media role left this host: its site piece goes and nginx reloads
+    if it runs (nginx itself stays: another role may use it). Files under the
+    media root are never touched. Needs no pillar; a no-op on a host that
+    never had the role. -#}
+{%- from 'nginx/map.jinja' import nginx with context %}
 
 nginx-media-site-removed:
   file.absent:
@@ -7,7 +10,7 @@ nginx-media-site-removed:
 
 nginx-reloaded-without-media-site:
   cmd.run:
-    - name: systemctl reload nginx
-    - onlyif: systemctl is-active --quiet nginx
+    - name: systemctl reload {{ nginx.service }}
+    - onlyif: systemctl is-active --quiet {{ nginx.service }}
     - onchanges:
       - file: nginx-media-site-removed

@@ -1,5 +1,6 @@
-{#- uWSGI in Emperor mode: Debian's packages and unit; one vassal ini per app
-    in vassals_dir, written by the formulas that deploy the apps (django). -#}
+{#- uWSGI in Emperor mode: Debian's packages and unit. One vassal ini per app
+    in vassals_dir, written by the formulas that deploy the apps (django)
+    through the vassal macro in macros.jinja, never by hand. -#}
 {%- from "uwsgi/map.jinja" import uwsgi with context %}
 
 uwsgi-packages:
@@ -14,6 +15,14 @@ uwsgi-vassals-dir:
     - mode: '0755'
     - require:
       - pkg: uwsgi-packages
+
+{#- The vassal macro's reload markers (macros.jinja). #}
+uwsgi-reload-markers-dir:
+  file.directory:
+    - name: {{ uwsgi.reload_markers_dir }}
+    - user: root
+    - group: root
+    - mode: '0755'
 
 {#- Debian's emperor.ini drops the emperor to www-data, which would stop
     vassals from switching to their own users. #}
@@ -31,8 +40,8 @@ uwsgi-emperor-config:
     - require:
       - pkg: uwsgi-packages
 
-{#- Debian 12 ships a working Type=notify unit (KillSignal=SIGQUIT,
-    Restart=always); only network-online is added. #}
+{#- Debian 12 and 13 ship the same working Type=notify unit
+    (KillSignal=SIGQUIT, Restart=always); only network-online is added. #}
 uwsgi-emperor-unit-override:
   file.managed:
     - name: /etc/systemd/system/{{ uwsgi.service }}.service.d/salt.conf
