@@ -1,18 +1,16 @@
-"""Unit tests for djangostack (no containers): a stdlib WebDAV-ish stub
-server stands in for the media hosts. Django and pymemcache come from requirements.txt."""
+"""Unit tests for the installed djangostack package (pip install -e
+'djangostack[test]'): a stdlib WebDAV-ish stub server stands in for the media
+hosts; no containers."""
 
 import http.server
 import json
 import os
-import sys
 import threading
 
 import pytest
 
-sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "..", "formulas", "django", "files", "djangostack"))
-
-from djangostack import publish  # noqa: E402  (stdlib only)
-from djangostack.http import Client  # noqa: E402
+from djangostack import publish
+from djangostack.http import Client
 
 
 class DavStub:
