@@ -6,50 +6,53 @@ import argparse
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 from . import docker, images
-from .config import Settings
+from .config import DEFAULT_RELEASE, RELEASES, Settings, check_release
 from .lab import Lab, down_layout, format_status, layout_status
+from .saltctl import STACK_ENV
 from .util import LabError, Progress
 
 DEFAULT_LAYOUT = "three-tier"
 
 EPILOG = """\
 examples:
-  ./lab up                      bring up the default layout (three-tier)
+  ./lab up                      bring up the default layout (three-tier) on trixie
+  ./lab up trio --release bookworm   a layout on Debian 12
   ./lab up single --deploy      bring up a layout and run the full deploy
-  ./lab apply                   salt-run state.orchestrate orchestrate.deploy
+  ./lab apply                   salt-run state.orchestrate orchestrate.deploy saltenv=stack pillarenv=stack
+  ./lab highstate               salt '*' state.apply (the outsider minion included)
   ./lab salt '*' test.ping      the salt CLI on the master
   ./lab exec app1 systemctl status uwsgi-emperor
   ./lab status; ./lab down
   ./lab test [fast|lab] [PYTEST ARGS]   the test suites (handled by the ./lab wrapper)
 
 environment: STACKLAB_CACHE (default ~/.cache/stacklab), STACKLAB_IMAGE_PREFIX
-(default stacklab), STACKLAB_HTTP_PORT (first published port, default 8080)
+(default stacklab), STACKLAB_HTTP_PORT (first published port, default 8080),
+STACKLAB_RELEASE (default release, trixie), STACKLAB_CA_BUNDLE (CA bundle for
+pip in build containers, default this machine's)
 """
 
 
 def _current(args, progress: Progress) -> Lab:
     """The lab a verb acts on: --layout, else the one that is up."""
     if args.layout:
-        return Lab(args.layout, progress=progress)
-    up = Lab.layouts_up()
-    if not up:
-        raise LabError("no lab is up: run ./lab up [LAYOUT] first")
-    if len(up) > 1:
-        raise LabError(f"several labs are up ({', '.join(sorted(up))}): pass --layout")
-    name = next(iter(up))
-    return Lab(topology_of(name) or name, progress=progress)
-
-
-def topology_of(layout: str) -> str | None:
-    """The topology file a running lab was started from (network label)."""
-    for n in docker.inspect(*docker.ids("network", ["stacklab.managed=true", f"stacklab.layout={layout}"]),
-                            kind="network"):
-        path = n.get("Labels", {}).get("stacklab.topology")
-        if path and os.path.isfile(path):
-            return path
-    return None
+        name = args.layout
+    else:
+        up = Lab.layouts_up()
+        if not up:
+            raise LabError("no lab is up: run ./lab up [LAYOUT] first")
+        if len(up) > 1:
+            raise LabError(f"several labs are up ({', '.join(sorted(up))}): pass --layout")
+        name = next(iter(up))
+    # The topology file and release the running lab was started with (its
+    # network's labels): a lab from a file outside the layout dirs, or on a
+    # release other than the default, is still found.
+    running = Lab.running(Path(name).stem if "/" in name or name.endswith(".sls") else name)
+    path = running.get("topology")
+    layout = path if path and os.path.isfile(path) else name
+    return Lab(layout, release=running.get("release") or None, progress=progress)
 
 
 def _interactive_flags() -> list[str]:
@@ -72,6 +75,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--replace", action="store_true", help="tear down another layout's lab first")
     p.add_argument("--fresh", action="store_true", help="recreate the hosts even if this lab is up")
     p.add_argument("--deploy", action="store_true", help="run the full deploy (apply) once up")
+    p.add_argument("--release", choices=RELEASES, default=None,
+                   help=f"Debian release of every container (default {DEFAULT_RELEASE}, or $STACKLAB_RELEASE)")
 
     p = sub.add_parser("down", help="remove the lab's containers, network and volumes")
     p.add_argument("layout_arg", nargs="?", metavar="LAYOUT", help="only this layout (default: every lab)")
@@ -79,7 +84,8 @@ def main(argv: list[str] | None = None) -> int:
     p = sub.add_parser("status", help="containers, addresses, roles, systemd state, site URL")
     p.add_argument("layout_arg", nargs="?", metavar="LAYOUT")
 
-    p = sub.add_parser("apply", help="the full ordered deploy: salt-run state.orchestrate orchestrate.deploy")
+    p = sub.add_parser("apply", help="the full ordered deploy: salt-run state.orchestrate "
+                       f"orchestrate.deploy saltenv={STACK_ENV} pillarenv={STACK_ENV}")
     p.add_argument("--sls", default="orchestrate.deploy", help="orchestrate SLS (default orchestrate.deploy)")
 
     sub.add_parser("highstate", help="salt '*' state.apply, with changed/failed counts per host")
@@ -89,12 +95,16 @@ def main(argv: list[str] | None = None) -> int:
     p = sub.add_parser("salt-run", help="the salt-run CLI on the master")
     p.add_argument("args", nargs=argparse.REMAINDER)
 
-    p = sub.add_parser("exec", help="run a command on a host (HOST: minion id, salt, aptproxy); no CMD: a shell")
+    p = sub.add_parser("exec", help="run a command on a host (HOST: minion id, salt, aptproxy, "
+                       "outsider); no CMD: a shell")
     p.add_argument("host")
     p.add_argument("cmd", nargs=argparse.REMAINDER)
 
-    sub.add_parser("images", help="build (or reuse) the base and apt-cache images and the wheelhouses")
-    sub.add_parser("wheelhouse", help="build (or reuse) the app wheelhouse")
+    for verb, what in (("images", "the images (rootfs, build, base, apt cache) and wheelhouses"),
+                       ("wheelhouse", "the app wheelhouse")):
+        p = sub.add_parser(verb, help=f"build (or reuse) {what} of a release")
+        p.add_argument("--release", choices=[*RELEASES, "all"], default=None,
+                       help=f"default {DEFAULT_RELEASE} (or $STACKLAB_RELEASE); all: every release")
 
     args = ap.parse_args(argv)
     progress = Progress()
@@ -111,7 +121,7 @@ def main(argv: list[str] | None = None) -> int:
 def _run(args, progress: Progress) -> int:
     verb = args.verb
     if verb == "up":
-        lab = Lab(args.layout_arg or args.layout or DEFAULT_LAYOUT, progress=progress)
+        lab = Lab(args.layout_arg or args.layout or DEFAULT_LAYOUT, release=args.release, progress=progress)
         took = lab.up(replace=args.replace, fresh=args.fresh)
         print(f"up: {took:.1f}s", file=sys.stderr)
         if args.deploy:
@@ -130,10 +140,12 @@ def _run(args, progress: Progress) -> int:
         return 0
     if verb in ("images", "wheelhouse"):
         s = Settings.from_env()
-        if verb == "images":
-            imgs = images.ensure_images(s, progress)
-            print(f"{imgs.base}\n{imgs.aptproxy}")
-        images.app_wheelhouse(s, progress)
+        releases = RELEASES if args.release == "all" else [check_release(args.release)]
+        for release in releases:
+            imgs = images.ensure_images(s, release, progress)
+            if verb == "images":
+                print(f"{imgs.base}\n{imgs.aptproxy}\n{imgs.build}")
+            images.app_wheelhouse(s, release, progress, imgs)
         return 0
 
     lab = _current(args, progress)

@@ -1,9 +1,19 @@
-"""Read and check a topology: the very file the states read (pillar/layouts/*.sls)."""
+"""Read a topology through the stack's own library, plus the lab's own checks.
+
+The schema (minion ids, addresses, roles, options) is checked by
+``stackpillar.check_topology`` against the role registry (pillar/roles.yaml),
+the very check the pillar runs on a master; the lab adds only what concerns
+its containers (names it reserves for itself, Docker's gateway address,
+hostname length). Which ports a host publishes on 127.0.0.1 comes from the
+registry too (``roles.<role>.lab.publish``).
+"""
 
 from __future__ import annotations
 
+import importlib
 import ipaddress
 import re
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -11,7 +21,23 @@ import yaml
 
 from .util import LabError
 
-NAME_RE = re.compile(r"^[a-z0-9]([a-z0-9-]{0,40}[a-z0-9])?$")
+# Names of the lab's own containers (and minion ids): never topology hosts.
+OUTSIDER = "outsider"
+RESERVED = ("salt", "master", "aptproxy", OUTSIDER)
+# A layout name becomes part of container and network names.
+LAYOUT_NAME_RE = re.compile(r"^[a-z0-9]([a-z0-9-]{0,30}[a-z0-9])?$")
+HOSTNAME_MAX = 63  # the kernel's limit for a hostname (docker run --hostname)
+
+
+def stackpillar(pillar_lib: Path):
+    """The stack's pillar library (pillar/stackpillar), imported from ``pillar_lib``."""
+    path = str(pillar_lib)
+    if path not in sys.path:
+        sys.path.insert(0, path)
+    try:
+        return importlib.import_module("stackpillar")
+    except ImportError as exc:
+        raise LabError(f"cannot import stackpillar from {pillar_lib}: {exc}") from exc
 
 
 @dataclass
@@ -29,6 +55,7 @@ class Topology:
     network: ipaddress.IPv4Network
     hosts: dict[str, Host]   # in file order
     text: str          # the file as written
+    registry: dict = field(default_factory=dict, repr=False)
 
     @property
     def gateway(self) -> str:
@@ -36,8 +63,8 @@ class Topology:
         return str(next(self.network.hosts()))
 
     def free_top_addresses(self, count: int) -> list[str]:
-        """Addresses for the lab's own containers (master, apt proxy): the
-        highest addresses of the subnet that no topology host uses."""
+        """Addresses for the lab's own containers (master, apt proxy, outsider):
+        the highest addresses of the subnet that no topology host uses."""
         used = {h.address for h in self.hosts.values()} | {self.gateway}
         picked: list[str] = []
         addr = self.network.broadcast_address - 1
@@ -51,6 +78,17 @@ class Topology:
 
     def with_role(self, role: str) -> list[Host]:
         return [h for h in self.hosts.values() if role in h.roles]
+
+    def published_ports(self, host: str) -> list[int]:
+        """Ports the lab publishes on 127.0.0.1 for a host: per held role,
+        the registry's ``roles.<role>.lab.publish``."""
+        ports: list[int] = []
+        for role in self.hosts[host].roles:
+            entry = self.registry.get("roles", {}).get(role) or {}
+            for port in (entry.get("lab") or {}).get("publish") or []:
+                if int(port) not in ports:
+                    ports.append(int(port))
+        return ports
 
 
 def resolve(layout: str, search: list[Path]) -> Path:
@@ -68,57 +106,39 @@ def resolve(layout: str, search: list[Path]) -> Path:
     raise LabError(f"unknown layout {layout!r}; known: {', '.join(known) or 'none'}")
 
 
-def parse(text: str, name: str, path: Path) -> Topology:
+def parse(text: str, name: str, path: Path, pillar_lib: Path) -> Topology:
+    """Check ``text`` (a topology file) with stackpillar, then the lab's rules.
+    Errors name the file and the key, e.g. ``FILE: topology:hosts:db1:address: ...``."""
+    lib = stackpillar(pillar_lib)
     try:
         data = yaml.safe_load(text)
     except yaml.YAMLError as exc:
         raise LabError(f"{path}: not valid YAML: {exc}") from exc
-    if not isinstance(data, dict) or not isinstance(data.get("topology"), dict):
-        raise LabError(f"{path}: expected a top-level `topology:` mapping")
-    topo = data["topology"]
     try:
-        network = ipaddress.IPv4Network(str(topo.get("network")), strict=True)
-    except ValueError as exc:
-        raise LabError(f"{path}: topology.network: {exc}") from exc
-    hosts_in = topo.get("hosts")
-    if not isinstance(hosts_in, dict) or not hosts_in:
-        raise LabError(f"{path}: topology.hosts must list at least one host")
-    hosts: dict[str, Host] = {}
-    seen: dict[str, str] = {}
+        registry = lib.load_registry()
+        checked = lib.check_topology(data, registry)
+    except lib.TopologyError as exc:
+        raise LabError(f"{path}: {exc}") from exc
+    network = ipaddress.IPv4Network(checked["network"])
     gateway = str(next(network.hosts()))
-    for hid, spec in hosts_in.items():
-        hid = str(hid)
-        where = f"{path}: host {hid}"
-        if not NAME_RE.match(hid) or hid in ("salt", "master", "aptproxy"):
-            raise LabError(f"{where}: minion id must be a lowercase hostname (not salt/master/aptproxy)")
-        if not isinstance(spec, dict):
-            raise LabError(f"{where}: expected a mapping with address and roles")
-        try:
-            addr = ipaddress.IPv4Address(str(spec.get("address")))
-        except ValueError as exc:
-            raise LabError(f"{where}: address: {exc}") from exc
-        if addr not in network or addr in (network.network_address, network.broadcast_address):
-            raise LabError(f"{where}: address {addr} is not a host address of {network}")
-        if str(addr) == gateway:
-            raise LabError(f"{where}: address {addr} is the network's gateway")
-        if str(addr) in seen:
-            raise LabError(f"{where}: address {addr} already used by {seen[str(addr)]}")
-        seen[str(addr)] = hid
-        # Role names are the pillar's to check (pillar/lib/topology.jinja);
-        # the lab only needs the list (published ports follow `loadbalancer`).
-        roles = spec.get("roles") or []
-        if not isinstance(roles, list):
-            raise LabError(f"{where}: roles must be a list")
-        options = spec.get("options") or {}
-        if not isinstance(options, dict):
-            raise LabError(f"{where}: options must be a mapping")
-        hosts[hid] = Host(hid, str(addr), list(roles), options)
-    return Topology(name=name, path=path, network=network, hosts=hosts, text=text)
+    hosts: dict[str, Host] = {}
+    for hid, spec in checked["hosts"].items():
+        key = f"topology:hosts:{hid}"
+        if hid in RESERVED:
+            raise LabError(f"{path}: {key}: the lab reserves the names {', '.join(RESERVED)} "
+                           "for its own containers")
+        if len(hid) > HOSTNAME_MAX:
+            raise LabError(f"{path}: {key}: longer than {HOSTNAME_MAX} characters: "
+                           "a lab container cannot take it as its hostname")
+        if spec["address"] == gateway:
+            raise LabError(f"{path}: {key}:address: {gateway} is the lab network's gateway (Docker's)")
+        hosts[hid] = Host(hid, spec["address"], list(spec["roles"]), dict(spec.get("options") or {}))
+    return Topology(name=name, path=path, network=network, hosts=hosts, text=text, registry=registry)
 
 
-def load(layout: str, search: list[Path]) -> Topology:
+def load(layout: str, search: list[Path], pillar_lib: Path) -> Topology:
     path = resolve(layout, search)
     name = path.stem
-    if not NAME_RE.match(name):
+    if not LAYOUT_NAME_RE.match(name):
         raise LabError(f"{path}: layout name {name!r} must be lowercase letters, digits and dashes")
-    return parse(path.read_text(), name, path)
+    return parse(path.read_text(), name, path, pillar_lib)

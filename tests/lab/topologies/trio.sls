@@ -1,6 +1,7 @@
 # The lab's own test topology: three hosts, never deployed, so the lab's
-# tests do not depend on the formulas. alpha is a load balancer only so the
-# lab publishes its port 80.
+# tests do not depend on the formulas. It is still a valid topology (the
+# stack's check wants every role held): alpha is the load balancer, so the
+# lab publishes its port 80; charlie's id is an FQDN, Salt's default id.
 topology:
   network: 10.77.0.0/24
   hosts:
@@ -9,7 +10,7 @@ topology:
       roles: [loadbalancer]
     bravo:
       address: 10.77.0.12
-      roles: []
-    charlie:
+      roles: [app, media]
+    charlie.example.internal:
       address: 10.77.0.13
-      roles: []
+      roles: [database, cache]
