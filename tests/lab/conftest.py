@@ -3,12 +3,14 @@
 Writing a lab test module
 -------------------------
 Mark the module with its layout; the session brings that lab up (fresh hosts)
-and runs the full deploy (``salt-run state.orchestrate orchestrate.deploy``)
-once, then every module marked with the same layout shares it::
+on a Debian release (default trixie; ``release="bookworm"`` for Debian 12,
+$STACKLAB_RELEASE changes the default) and runs the full deploy
+(``salt-run state.orchestrate orchestrate.deploy saltenv=stack pillarenv=stack``)
+once, then every module marked with the same layout and release shares it::
 
     import pytest
 
-    pytestmark = pytest.mark.layout("three-tier")   # deploy=False: up only
+    pytestmark = pytest.mark.layout("three-tier")   # deploy=False: up only; release="bookworm"
 
     def test_site_answers(lab):
         r = lab.exec("lb1", "curl -fsS -o /dev/null -w '%{http_code}' http://127.0.0.1/")
@@ -20,12 +22,22 @@ once, then every module marked with the same layout shares it::
     def test_nginx_runs(hosts):
         assert hosts["lb1"].service("nginx").is_running
 
-Layouts are names in pillar/layouts/ (else tests/lab/topologies/) or paths.
-Layouts share a subnet, so one runs at a time: modules are regrouped by layout
-at collection, and switching layouts tears the previous lab down. The last lab
-is torn down at the end of the session (unless STACKLAB_KEEP=1). If the
-bring-up or deploy of a layout fails, every test using it errors with the
-reason, without retrying.
+Layouts are names in pillar/examples/layouts/ (else tests/lab/topologies/) or
+paths. Layouts share a subnet, so one runs at a time: modules are regrouped by
+layout and release at collection, and switching tears the previous lab down.
+The last lab is torn down at the end of the session (unless STACKLAB_KEEP=1).
+If the bring-up or deploy of a layout fails, every test using it errors with
+the reason, without retrying.
+
+Every lab also runs ``lab.outsider`` (minion id ``outsider``), a minion the
+topology does not name, whose only states come from the master's ``base``
+environment (stacklab/lab-base: its own top file, one file.managed of
+/etc/outsider-was-here). The stack lives in the ``stack`` environment, so a
+highstate must leave the outsider exactly that::
+
+    def test_the_stack_leaves_other_minions_alone(lab):
+        lab.highstate()
+        assert lab.state_ids(lab.outsider) == lab.outsider_state_ids   # ["outsider-was-here"]
 
 Fixtures
 --------
@@ -35,30 +47,46 @@ Fixtures
 ``lab_topology`` (function) ``lab_topology(yaml_text)`` replaces the lab's
               topology.sls (e.g. a role moved to another host; hosts must be
               lab hosts); restored after the test.
-``lab_session`` (session) the manager: ``lab_session.get(layout, deploy=True)``,
-              ``lab_session.release()`` (tear down the current lab).
+``lab_session`` (session) the manager: ``lab_session.get(layout, deploy=True,
+              release=None)``, ``lab_session.release()`` (tear down the current lab).
 
 The Lab API (see stacklab/lab.py)
 ---------------------------------
-``lab.hosts``                      minion ids in topology order
-``lab.topology``                   parsed topology (``.hosts[id].roles/.address``)
-``lab.address(host)``              private address (``"salt"``: the master)
-``lab.url`` / ``lab.urls``         published load balancer URL(s), http://127.0.0.1:8080/
+``lab.hosts``                      topology minion ids, in topology order (FQDNs allowed)
+``lab.minions``                    ``lab.hosts`` plus ``lab.outsider``: every minion of the master
+``lab.outsider``                   ``"outsider"``: the minion outside the topology
+``lab.outsider_state_ids``         its states from the lab's base env: ["outsider-was-here"]
+``lab.release``                    Debian release of every container ("trixie", "bookworm")
+``lab.name``                       layout name; ``lab.container(h)`` is stacklab-<name>-<h>
+``lab.topology``                   checked topology (``.hosts[id].roles/.address/.options``,
+                                   ``.registry``: pillar/roles.yaml, ``.published_ports(id)``)
+``lab.site_dir``                   the lab's site pillar root, .lab/<layout>/site (master:
+                                   /srv/site): topology.sls, apps.sls, secrets.sls, overrides.sls
+``lab.address(host)``              private address (``"salt"``: the master; also outsider)
+``lab.url`` / ``lab.urls``         published port 80 URL(s) (roles.<role>.lab.publish in the
+                                   registry: the load balancers), http://127.0.0.1:8080/
 ``lab.salt(*args)``                ``salt --out=json --static ARGS`` on the master -> dict
-                                   e.g. ``lab.salt("*", "test.ping")`` -> {"app1": True, ...}
+                                   e.g. ``lab.salt("*", "test.ping")`` -> {"app1": True, ...,
+                                   "outsider": True}
 ``lab.salt_run(*args)``            ``salt-run --out=json ARGS`` -> parsed JSON
 ``lab.pillar(host)``               a host's compiled pillar, unmasked (Salt 3008 masks
                                    ``pillar.items`` output by default)
 ``lab.run_orchestrate(sls="orchestrate.deploy", check=True)`` -> OrchestrateResult
+                                   run with saltenv=stack pillarenv=stack
                                    (``.ok``, ``.changed`` {host: changed states, every host},
                                    ``.failures``, ``.raw``); raises LabError on failure
-``lab.highstate(check=True)``      ``salt '*' state.apply`` -> {host: changed states};
-                                   raises LabError listing failed states
+``lab.highstate(check=True)``      ``salt '*' state.apply`` -> {topology host: changed states};
+                                   every minion must return (the outsider too); raises
+                                   LabError listing failed states of any minion
+``lab.last_highstate``             the raw JSON of the last highstate, per minion
+``lab.state_ids(minion)``          state ids in a minion's part of the last highstate
+                                   (run order); raises LabError on a render error
 ``lab.exec(host, cmd, check=False, timeout=600)`` -> CompletedProcess (text);
                                    a str runs through ``sh -c``; host may be ``"salt"``
 ``lab.host(id)``                   testinfra Host
 ``lab.set_topology(text)`` / ``lab.restore_topology()``
 ``lab.container(host)``            docker container name (stacklab-<layout>-<host>)
+``lab.up(replace=False, fresh=False)`` / ``lab.down()`` / ``lab.status()``
 
 Why not pytest-salt-factories here: its daemons run salt processes as the
 entry point of plain containers (no systemd as PID 1, so no real services to
@@ -76,6 +104,7 @@ import os
 
 import pytest
 
+from stacklab.config import check_release
 from stacklab.lab import Lab
 from stacklab.util import LabError
 
@@ -83,14 +112,16 @@ from stacklab.util import LabError
 def pytest_configure(config):
     config.addinivalue_line(
         "markers",
-        "layout(name, deploy=True): the lab layout a module's tests run against "
-        "(deploy: run orchestrate.deploy once after up)",
+        "layout(name, deploy=True, release='trixie'): the lab layout a module's tests run "
+        "against, on a Debian release (deploy: run orchestrate.deploy once after up)",
     )
 
 
 def _layout_of(item) -> str | None:
     m = item.get_closest_marker("layout")
-    return m.args[0] if m and m.args else None
+    if not (m and m.args):
+        return None
+    return f"{m.args[0]}@{m.kwargs.get('release') or check_release(None)}"
 
 
 def pytest_collection_modifyitems(session, config, items):
@@ -115,16 +146,18 @@ class LabSession:
         self.deployed = False
         self.failed: dict[str, str] = {}
 
-    def get(self, layout: str, deploy: bool = True) -> Lab:
-        if layout in self.failed:
-            pytest.fail(f"lab {layout} failed earlier in this session:\n{self.failed[layout]}",
+    def get(self, layout: str, deploy: bool = True, release: str | None = None) -> Lab:
+        key = f"{layout}@{release or check_release(None)}"
+        if key in self.failed:
+            pytest.fail(f"lab {key} failed earlier in this session:\n{self.failed[key]}",
                         pytrace=False)
         try:
             lab = self.current
-            if lab is None or lab.name != Lab(layout).name:
+            wanted = Lab(layout, release=release)
+            if lab is None or (lab.name, lab.release) != (wanted.name, wanted.release):
                 self.release()
-                lab = Lab(layout, out=self.say)
-                self.say(f"\n=== lab {lab.name}: up (fresh hosts) ===")
+                lab = Lab(layout, release=release, out=self.say)
+                self.say(f"\n=== lab {lab.name} ({lab.release}): up (fresh hosts) ===")
                 # Current before up(): whatever a failed up leaves is torn down too.
                 self.current, self.deployed = lab, False
                 lab.up(replace=True, fresh=True)
@@ -134,8 +167,8 @@ class LabSession:
                 self.deployed = True
             return lab
         except LabError as exc:
-            self.failed[layout] = str(exc)
-            pytest.fail(f"lab {layout}: {exc}", pytrace=False)
+            self.failed[key] = str(exc)
+            pytest.fail(f"lab {key}: {exc}", pytrace=False)
 
     def release(self) -> None:
         if self.current is not None:
@@ -163,7 +196,8 @@ def lab(request, lab_session) -> Lab:
     if marker is None or not marker.args:
         raise pytest.UsageError(
             f"{request.node.nodeid}: mark the module, e.g. pytestmark = pytest.mark.layout('three-tier')")
-    return lab_session.get(marker.args[0], deploy=marker.kwargs.get("deploy", True))
+    return lab_session.get(marker.args[0], deploy=marker.kwargs.get("deploy", True),
+                           release=marker.kwargs.get("release"))
 
 
 @pytest.fixture(scope="module")
