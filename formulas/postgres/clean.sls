@@ -11,7 +11,7 @@
 postgres-cluster-start-manual:
   file.replace:
     - name: {{ postgres.conf_dir }}/start.conf
-    - pattern: '^\s*auto\s*$'
+    - pattern: '^[ \t]*auto[ \t]*$'
     - repl: manual
     - ignore_if_missing: True
 

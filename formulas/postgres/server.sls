@@ -19,7 +19,7 @@ postgres-cluster-created:
 postgres-cluster-starts-at-boot:
   file.replace:
     - name: {{ postgres.conf_dir }}/start.conf
-    - pattern: '^\s*(manual|disabled)\s*$'
+    - pattern: '^[ \t]*(manual|disabled)[ \t]*$'
     - repl: auto
     - require:
       - cmd: postgres-cluster-created
