@@ -4,7 +4,8 @@ A project's settings module does `from djangostack.settings import *` and adds
 INSTALLED_APPS, ROOT_URLCONF and whatever else is its own. Everything here is
 read from the env file named by DJANGO_ENV_FILE (see djangostack.env); the
 formula writes that file from pillar, so the variable names below are the
-contract between the two.
+contract between the two, listed with their defaults in the project's
+README.md.
 """
 
 import json as _json
