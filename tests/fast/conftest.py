@@ -77,7 +77,9 @@ class Renderer:
             **roots(self.pillar_root),
             # Grains as the host itself would report them.
             "grains": {"id": minion_id, "ipv4": ["127.0.0.1"] + ([address] if address else []),
-                       "num_cpus": 2, "mem_total": 4096},
+                       "num_cpus": 2, "mem_total": 4096,
+                       # The default lab release, whatever machine runs the tests.
+                       "os": "Debian", "os_family": "Debian", "osmajorrelease": 13, "oscodename": "trixie"},
         }
         path = self.root / "conf" / minion_id / "minion"
         path.parent.mkdir(parents=True, exist_ok=True)
