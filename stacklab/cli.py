@@ -71,7 +71,7 @@ def main(argv: list[str] | None = None) -> int:
 
     p = sub.add_parser("up", help="bring a layout's lab up (default three-tier)")
     p.add_argument("layout_arg", nargs="?", metavar="LAYOUT",
-                   help="name in pillar/layouts or tests/lab/topologies, or a topology file")
+                   help="name in pillar/examples/layouts or tests/lab/topologies, or a topology file")
     p.add_argument("--replace", action="store_true", help="tear down another layout's lab first")
     p.add_argument("--fresh", action="store_true", help="recreate the hosts even if this lab is up")
     p.add_argument("--deploy", action="store_true", help="run the full deploy (apply) once up")
@@ -102,9 +102,9 @@ def main(argv: list[str] | None = None) -> int:
 
     for verb, what in (("images", "the images (rootfs, build, base, apt cache) and wheelhouses"),
                        ("wheelhouse", "the app wheelhouse")):
-        p = sub.add_parser(verb, help=f"build (or reuse) {what} of a release")
-        p.add_argument("--release", choices=[*RELEASES, "all"], default=None,
-                       help=f"default {DEFAULT_RELEASE} (or $STACKLAB_RELEASE); all: every release")
+        p = sub.add_parser(verb, help=f"build (or reuse) {what} of every release (or --release)")
+        p.add_argument("--release", choices=[*RELEASES, "all"], default="all",
+                       help=f"one release ({', '.join(RELEASES)}); default: all")
 
     args = ap.parse_args(argv)
     progress = Progress()
