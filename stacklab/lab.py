@@ -153,11 +153,6 @@ class Lab(SaltMixin):
         (a copy of the layout file), apps.sls, secrets.sls (kept), overrides.sls."""
         return site.write_site(self.site_dir, self.settings.repo, self._topology_sls())
 
-    @property
-    def pillar_dir(self) -> Path:
-        """Old name of ``site_dir`` (the lab's pillar root is now a site root)."""
-        return self.site_dir
-
     def set_topology(self, yaml_text: str) -> None:
         """Replace the lab's topology.sls with literal YAML (e.g. a role moved
         to another host); live at the next apply. Hosts must be lab hosts;

@@ -244,8 +244,11 @@ class LayoutSuite:
     def topology(self, request):
         return load_layout(request.node.get_closest_marker("layout").args[0])
 
-    def test_second_apply_changes_nothing(self, lab):
+    def test_second_apply_changes_nothing_and_leaves_other_minions_alone(self, lab):
         assert lab.highstate() == {host: 0 for host in lab.hosts}
+        # A minion of the same master outside the topology applies its own
+        # base states and nothing of the stack.
+        assert lab.state_ids(lab.outsider) == lab.outsider_state_ids
 
     def test_each_host_runs_exactly_its_roles(self, lab, topology):
         check_roles_exactly(lab, topology)
@@ -257,7 +260,7 @@ class LayoutSuite:
         check_private_listeners(lab, topology)
 
     def test_secrets_only_on_hosts_that_use_them(self, lab, topology):
-        secrets = yaml.safe_load((lab.pillar_dir / "secrets.sls").read_text())["secrets"]
+        secrets = yaml.safe_load((lab.site_dir / "secrets.sls").read_text())["secrets"]
         secret_key = secrets["django"]["demo"]["secret_key"]
         db_password = secrets["postgres"]["users"]["demo"]
         for host_id, spec in topology["hosts"].items():
