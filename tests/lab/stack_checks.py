@@ -46,7 +46,7 @@ def private_ports(topology, host_id, role):
     return ports
 
 
-SITE_HOST = "localhost"  # a server name of the demo app (pillar/apps.sls)
+SITE_HOST = "localhost"  # a server name of the demo app (pillar/examples/apps.sls)
 
 
 class Response:
