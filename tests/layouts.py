@@ -1,15 +1,11 @@
 """The example layouts and the role registry, as both suites read them:
 through pillar/stackpillar, the library the pillar itself uses."""
 import pathlib
-import sys
 
+import stackpillar  # on sys.path through pytest.ini's pythonpath
 import yaml
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
-if str(REPO / "pillar") not in sys.path:
-    sys.path.insert(0, str(REPO / "pillar"))
-
-import stackpillar  # noqa: E402
 
 REGISTRY = stackpillar.load_registry()
 ROLES = list(REGISTRY["roles"])
