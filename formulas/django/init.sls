@@ -17,7 +17,7 @@
     A step that dies halfway is redone by the next apply (markers are written
     only after success, see each step); a second apply changes nothing.
     django.clean removes what this leaves behind when the role goes. -#}
-{%- from "django/map.jinja" import django with context %}
+{%- from "django/apps.jinja" import django with context %}
 {%- from "django/steps/user.jinja" import user with context %}
 {%- from "django/steps/source.jinja" import source with context %}
 {%- from "django/steps/venv.jinja" import venv with context %}

@@ -136,6 +136,15 @@ def test_clean_states_need_no_pillar(minion, sls, release):
     assert rendered, sls
 
 
+@pytest.mark.parametrize("sls", CLEAN_STATES)
+def test_clean_states_render_with_a_partial_pillar(minion, sls):
+    """A host that lost a role may still carry site-wide settings for it (the
+    lab's pip and memory overrides reach every host): retiring never checks them."""
+    partial = {"django": {"apps": {"demo": {"pip": {"no_index": True}}}}, "postgres": {"memory_mb": 512},
+               "memcached": {"memory_mb": 64}, "nginx": {"media": {"root": "/srv/media"}}}
+    assert states(minion.show_sls(sls, partial, 13)), sls
+
+
 def test_postgres_clean_never_removes_data_or_packages(minion):
     rendered = states(minion.show_sls("postgres.clean", {}, 13))
     modules = {key for state in rendered.values() for key in state if not key.startswith("__")}
