@@ -1,7 +1,32 @@
 {%- from 'postgres/map.jinja' import postgres with context %}
 
+{%- set psql = 'runuser -u postgres -- psql -XAtq -p ' ~ postgres.port %}
+{%- if postgres.patroni %}
+{#-   Under Patroni: the member's server answers (after its bootstrap or
+      clone), and only the leader writes; replicas receive it all. #}
+{%-   set ready = {'cmd': 'postgres-patroni-member-answers'} %}
+{%-   set leader_only = [{'onlyif': psql ~ " -c 'SELECT pg_is_in_recovery()' | grep -qx f"}] %}
+{%- else %}
+{%-   set ready = {'cmd': 'postgres-cluster-restarted-for-pending-settings'} %}
+{%-   set leader_only = [] %}
+{%- endif %}
+
 include:
   - postgres.server
+{%- if postgres.patroni %}
+
+postgres-patroni-member-answers:
+  cmd.run:
+    - name: |
+        for i in $(seq {{ postgres.patroni_wait_seconds }}); do
+          {{ psql }} -c 'SELECT 1' >/dev/null 2>&1 && exit 0
+          sleep 1
+        done
+        echo "PostgreSQL under Patroni does not answer after {{ postgres.patroni_wait_seconds }} s" \
+             "(patronictl list; journalctl -u patroni@*)" >&2
+        exit 1
+    - unless: {{ psql }} -c 'SELECT 1'
+{%- endif %}
 
 {%- for name, user in postgres.users | dictsort %}
 {%-   set options = user.copy() %}
@@ -20,8 +45,11 @@ postgres-user-{{ name }}:
 {%-   for key, value in options | dictsort %}
     - {{ key }}: {{ value | json }}
 {%-   endfor %}
+{%-   for condition in leader_only %}
+    - {{ condition | json }}
+{%-   endfor %}
     - require:
-      - cmd: postgres-cluster-restarted-for-pending-settings
+      - {{ ready | json }}
 {%- endfor %}
 
 {%- for name, database in postgres.databases | dictsort %}
@@ -34,8 +62,11 @@ postgres-database-{{ name }}:
 {%-   for key, value in options | dictsort %}
     - {{ key }}: {{ value | json }}
 {%-   endfor %}
+{%-   for condition in leader_only %}
+    - {{ condition | json }}
+{%-   endfor %}
     - require:
-      - cmd: postgres-cluster-restarted-for-pending-settings
+      - {{ ready | json }}
 {%-   if options.owner is defined and options.owner in postgres.users %}
       - postgres_user: postgres-user-{{ options.owner }}
 {%-   endif %}

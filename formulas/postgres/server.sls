@@ -1,11 +1,32 @@
 {%- from 'postgres/map.jinja' import postgres with context %}
 {%- set psql = 'runuser -u postgres -- psql -XAtq -p ' ~ postgres.port %}
 
+{#- Read by pg_createcluster (the package's own first cluster, Salt's, and
+    Patroni's), so written before the packages. Under Patroni the package
+    makes no cluster: the leader's comes from Patroni's bootstrap, the
+    replicas' are cloned from it. #}
+postgres-createcluster-settings:
+  file.managed:
+    - name: /etc/postgresql-common/createcluster.d/50-salt.conf
+    - contents: |
+        # Managed by Salt (postgres formula); local edits are overwritten.
+        initdb_options = '--locale={{ postgres.initdb.locale }} --encoding={{ postgres.initdb.encoding }}'
+{%- if postgres.patroni %}
+        create_main_cluster = off
+{%- endif %}
+    - makedirs: True
+    - user: root
+    - group: root
+    - mode: '0644'
+    - require_in:
+      - pkg: postgres-packages-installed
+
 postgres-packages-installed:
   pkg.installed:
     - pkgs: {{ postgres.packages | json }}
     # postgres_user/postgres_database need psql on the PATH
     - reload_modules: True
+{%- if not postgres.patroni %}
 
 # Debian's postinst creates the cluster; recreate it only when it is gone
 # (pg_dropcluster, create_main_cluster = false). Never touches existing data.
@@ -87,3 +108,4 @@ postgres-cluster-restarted-for-pending-settings:
     - unless: {{ psql }} -c 'SELECT count(*) FROM pg_settings WHERE pending_restart' | grep -qx 0
     - require:
       - service: postgres-cluster-running
+{%- endif %}

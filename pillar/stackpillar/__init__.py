@@ -14,10 +14,10 @@ for _name in [m for m in sys.modules if m.startswith(__name__ + ".")]:
     del sys.modules[_name]
 
 from .errors import TopologyError  # noqa: E402
-from .registry import load_registry  # noqa: E402
-from .topology import check_topology, hosts_with  # noqa: E402
+from .registry import load_registry, resolve_registry  # noqa: E402
+from .topology import check_topology, hosts_with, topology_warnings  # noqa: E402
 from .site import check_apps, load_site  # noqa: E402
 from .build import build_pillar, deploy_plan  # noqa: E402
 
-__all__ = ["TopologyError", "load_registry", "check_topology", "hosts_with", "check_apps",
-           "load_site", "build_pillar", "deploy_plan"]
+__all__ = ["TopologyError", "load_registry", "resolve_registry", "check_topology", "hosts_with",
+           "topology_warnings", "check_apps", "load_site", "build_pillar", "deploy_plan"]

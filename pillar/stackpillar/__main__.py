@@ -1,15 +1,21 @@
 """python3 -m stackpillar check TOPOLOGY_FILE [--json]
+python3 -m stackpillar pillar SITE_DIR MINION_ID
 
-Checks a topology file against the registry (the same check the pillar
+check: checks a topology file against the registry (the same check the pillar
 runs) and prints it normalised: a summary, or JSON for other tools (the
-Vagrantfile). Exit 2 with the wrong key named on stderr."""
+Vagrantfile). Exit 2 with the wrong key named on stderr; warnings (allowed
+but advised against, e.g. one dcs host) go to stderr too, exit 0.
+
+pillar: prints, as YAML, the pillar a minion gets from the site data in
+SITE_DIR (topology.sls, apps.sls, secrets.sls): what pillar/stack.sls gives
+it on a master, for salt-call --local or a look without one."""
 import argparse
 import json
 import sys
 
 import yaml
 
-from . import TopologyError, check_topology, load_registry
+from . import TopologyError, build_pillar, check_topology, load_registry, load_site, topology_warnings
 
 
 def main(argv=None):
@@ -18,8 +24,21 @@ def main(argv=None):
     check = sub.add_parser("check", help="check a topology file")
     check.add_argument("file")
     check.add_argument("--json", action="store_true", help="print the checked topology as JSON")
+    pillar = sub.add_parser("pillar", help="print a minion's pillar from a site directory")
+    pillar.add_argument("site")
+    pillar.add_argument("minion_id")
     args = parser.parse_args(argv)
     registry = load_registry()
+    if args.verb == "pillar":
+        try:
+            data = build_pillar(args.minion_id, load_site([args.site]), registry)
+        except TopologyError as exc:
+            print(f"{args.site}: {exc}", file=sys.stderr)
+            return 2
+        # No anchors: each value written out where it is used.
+        dumper = type("Dumper", (yaml.SafeDumper,), {"ignore_aliases": lambda self, data: True})
+        print(yaml.dump(data, Dumper=dumper, sort_keys=False, default_flow_style=False), end="")
+        return 0
     try:
         with open(args.file, encoding="utf-8") as fh:
             topology = check_topology(yaml.safe_load(fh), registry)
@@ -29,6 +48,8 @@ def main(argv=None):
     except TopologyError as exc:
         print(f"{args.file}: {exc}", file=sys.stderr)
         return 2
+    for warning in topology_warnings(topology, registry):
+        print(f"{args.file}: warning: {warning}", file=sys.stderr)
     if args.json:
         print(json.dumps(topology, indent=2))
     else:

@@ -50,7 +50,7 @@ def database(ctx):
     options = ctx.options("database")
     options.pop("port", None)
     app_addresses = [ctx.address_of(h) for h in ctx.holders("app")]
-    return {"postgres": {
+    postgres = {
         "listen_addresses": [ctx.address],
         "port": ctx.port("database", "postgres"),
         "shared_host": len(ctx.roles) > 1,
@@ -62,6 +62,24 @@ def database(ctx):
         "databases": {app["database"]["name"]: {"owner": app["database"]["user"]}
                       for app in ctx.apps.values()},
         **options,
+    }
+    if not ctx.holders("dcs"):
+        return {"postgres": postgres}
+    # With dcs hosts every database host is a Patroni member: Patroni runs
+    # the cluster the postgres pillar describes (postgres:patroni).
+    postgres["patroni"] = True
+    return {"postgres": postgres, "patroni": {
+        "name": ctx.id,
+        "address": ctx.address,
+        "api_port": ctx.port("database", "patroni_api"),
+        "etcd_hosts": ctx.endpoints("dcs", "etcd_client"),
+        # Replication and pg_rewind are allowed from these addresses only.
+        "members": {h: ctx.address_of(h) for h in ctx.holders("database")},
+        "passwords": {
+            "replication": ctx.secret("patroni:replication"),
+            "rewind": ctx.secret("patroni:rewind"),
+            "restapi": ctx.secret("patroni:restapi"),
+        },
     }}
 
 
@@ -72,7 +90,14 @@ def cache(ctx):
 
 
 def app(ctx):
-    database_host = ctx.leader("database")
+    database_hosts = ctx.holders("database")
+    if len(database_hosts) == 1:
+        host, port = ctx.address_of(database_hosts[0]), ctx.port("database", "postgres", database_hosts[0])
+    else:
+        # Every member, in topology order: libpq tries them in turn and keeps
+        # the one that accepts writes (djangostack.settings).
+        host = [ctx.address_of(h) for h in database_hosts]
+        port = [ctx.port("database", "postgres", h) for h in database_hosts]
     apps = {}
     for name, spec in ctx.apps.items():
         user = spec["database"]["user"]
@@ -87,8 +112,8 @@ def app(ctx):
             "environment": spec.get("environment", {}),
             "secret_key": ctx.secret(f"django:{name}:secret_key"),
             "database": {
-                "host": ctx.address_of(database_host),
-                "port": ctx.port("database", "postgres", database_host),
+                "host": host,
+                "port": port,
                 "name": spec["database"]["name"],
                 "user": user,
                 "password": ctx.secret(f"postgres:users:{user}"),
@@ -123,3 +148,16 @@ def loadbalancer(ctx):
         } for name, spec in ctx.apps.items()},
         **ctx.options("loadbalancer"),
     }}}
+
+
+def dcs(ctx):
+    peers = ctx.holders("dcs")
+    return {"etcd": {
+        "name": ctx.id,
+        "address": ctx.address,
+        "client_port": ctx.port("dcs", "etcd_client"),
+        "peer_port": ctx.port("dcs", "etcd_peer"),
+        # Read once, when the cluster forms (etcd ignores it afterwards).
+        "initial_cluster": {h: f"http://{ctx.address_of(h)}:{ctx.port('dcs', 'etcd_peer', h)}" for h in peers},
+        "cluster_token": f"django-stack-{ctx.topology['network']}",
+    }}

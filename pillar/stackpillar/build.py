@@ -1,9 +1,9 @@
 """Each host's pillar, and the ordered deploy's steps, from the site data
 and the registry."""
 from . import adapters
-from .registry import roles_in_deploy_order
+from .registry import resolve_registry, roles_in_deploy_order
 from .site import check_apps
-from .topology import check_topology, hosts_with
+from .topology import check_topology, hosts_with, topology_warnings
 
 
 def checked_site(site, registry):
@@ -18,6 +18,9 @@ def build_pillar(host_id, site, registry):
     topology, apps = checked_site(site, registry)
     if host_id not in topology["hosts"]:
         return {}
+    warnings = topology_warnings(topology, registry)
+    # Each role's entry as this topology has it (its `with` variants).
+    registry = resolve_registry(registry, topology)
     ctx = adapters.Context(host_id, topology, apps, site["secrets"], registry)
     held = [r for r in roles_in_deploy_order(registry) if r in ctx.roles]
     pillar = {
@@ -40,6 +43,9 @@ def build_pillar(host_id, site, registry):
         "mine_functions": {"private_addresses": [{"mine_function": "network.ip_addrs"},
                                                  {"cidr": topology["network"]}]},
     }
+    if warnings:
+        # Allowed but advised against (e.g. one dcs host): said, not refused.
+        pillar["stack"]["warnings"] = warnings
     for role in held:
         _merge(pillar, getattr(adapters, role)(ctx))
     return pillar
@@ -50,6 +56,7 @@ def deploy_plan(site, registry):
     done before the next starts. A role marked leader_first runs on its
     first host alone first; roles without hosts have no step."""
     topology, _apps = checked_site(site, registry)
+    registry = resolve_registry(registry, topology)
     steps = []
     for role in roles_in_deploy_order(registry):
         holders = hosts_with(topology, role)

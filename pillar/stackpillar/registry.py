@@ -1,4 +1,5 @@
 """The role registry (pillar/roles.yaml), loaded and checked for shape."""
+import copy
 import os
 
 import yaml
@@ -7,8 +8,13 @@ from .errors import TopologyError
 
 REGISTRY_FILE = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "roles.yaml")
 ROLE_KEYS = {"summary", "hosts", "requires", "states", "deploy", "retire", "ports", "options",
-             "lab", "expect"}
+             "lab", "expect", "with"}
+HOSTS_KEYS = {"min", "max", "odd", "advise"}
+# What a role's `with: {<other role>: ...}` may replace while the topology
+# has hosts with that other role.
+WITH_KEYS = {"summary", "hosts", "states", "retire", "ports", "expect"}
 OPTION_TYPES = {"int", "port", "size"}
+OPTION_KEYS = {"type", "min", "max", "same_on_every_host"}
 
 
 def load_registry(path=None):
@@ -33,14 +39,59 @@ def load_registry(path=None):
         for other in role.get("requires") or []:
             if other not in roles:
                 raise TopologyError(f"{key}:requires", f"unknown role {other}")
-        for port_name, port in role["ports"].items():
-            for source in port.get("from") or []:
-                if source != "public" and source not in roles:
-                    raise TopologyError(f"{key}:ports:{port_name}:from", f"unknown role {source}")
+        _check_entry(key, role, role, roles)
         for option, spec in (role["options"] or {}).items():
             if spec.get("type") not in OPTION_TYPES:
                 raise TopologyError(f"{key}:options:{option}:type", f"one of {sorted(OPTION_TYPES)}")
+            if set(spec) - OPTION_KEYS:
+                raise TopologyError(f"{key}:options:{option}", f"unknown keys {sorted(set(spec) - OPTION_KEYS)}")
+        for other, variant in (role.get("with") or {}).items():
+            vkey = f"{key}:with:{other}"
+            if other not in roles or other == name:
+                raise TopologyError(vkey, f"unknown role {other}")
+            if not isinstance(variant, dict) or set(variant) - WITH_KEYS:
+                raise TopologyError(vkey, f"may replace only {sorted(WITH_KEYS)}")
+            _check_entry(vkey, variant, role, roles)
     return data
+
+
+def _check_entry(key, entry, role, roles):
+    """The parts a `with` variant may replace too: hosts and ports."""
+    hosts = entry.get("hosts")
+    if hosts is not None:
+        if not isinstance(hosts, dict) or set(hosts) - HOSTS_KEYS:
+            raise TopologyError(f"{key}:hosts", f"a mapping of {sorted(HOSTS_KEYS)}")
+        advise = hosts.get("advise")
+        if advise is not None and (not isinstance(advise, dict) or not isinstance(advise.get("min"), int)
+                                   or not advise.get("why")):
+            raise TopologyError(f"{key}:hosts:advise", "needs min (a number of hosts) and why")
+    for port_name, port in (entry.get("ports") or {}).items():
+        for source in port.get("from") or []:
+            if source != "public" and source not in roles:
+                raise TopologyError(f"{key}:ports:{port_name}:from", f"unknown role {source}")
+        option = port.get("option")
+        if option is not None and option not in (role.get("options") or {}):
+            raise TopologyError(f"{key}:ports:{port_name}:option", f"{option} is not an option of the role")
+
+
+def effective_role(registry, role, present):
+    """The role's entry while the roles in ``present`` have hosts: each
+    ``with`` variant of a present role replaces the keys it gives."""
+    entry = {k: v for k, v in registry["roles"][role].items() if k != "with"}
+    for other, variant in (registry["roles"][role].get("with") or {}).items():
+        if other in present:
+            entry.update(variant)
+    return entry
+
+
+def resolve_registry(registry, topology):
+    """The registry as it applies to ``topology`` (a checked one): every
+    role's entry with the variants of the roles the topology has hosts for."""
+    present = {r for r in registry["roles"]
+               if any(r in host["roles"] for host in topology["hosts"].values())}
+    resolved = copy.deepcopy(registry)
+    resolved["roles"] = {r: copy.deepcopy(effective_role(registry, r, present)) for r in registry["roles"]}
+    return resolved
 
 
 def roles_in_deploy_order(registry):

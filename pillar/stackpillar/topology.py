@@ -8,6 +8,7 @@ import ipaddress
 import re
 
 from .errors import TopologyError
+from .registry import effective_role, resolve_registry
 
 # A lowercase hostname or FQDN (Salt's default minion id is the host's FQDN).
 _LABEL = r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?"
@@ -51,9 +52,33 @@ def check_topology(data, registry):
         options = _options(key, host.get("options"), held, roles)
         checked[hid] = {"address": address, "roles": held, "options": options}
     result = {"network": str(network), "hosts": checked}
-    _counts(result, roles)
-    _ports_distinct(result, registry)
+    _counts(result, registry)
+    _same_on_every_host(result, roles)
+    _ports_distinct(result, resolve_registry(registry, result))
     return result
+
+
+def topology_warnings(topology, registry):
+    """What a checked topology allows but the registry advises against, one
+    sentence each (pillar stack:warnings, `python3 -m stackpillar check`)."""
+    present = _present(topology, registry)
+    warnings = []
+    for role in registry["roles"]:
+        advise = effective_role(registry, role, present)["hosts"].get("advise")
+        holders = hosts_with(topology, role)
+        if advise and 0 < len(holders) < advise["min"]:
+            warnings.append(f"topology:hosts: the role {role} has {_count(len(holders))} "
+                            f"({', '.join(holders)}), fewer than the {advise['min']} advised: "
+                            f"{' '.join(advise['why'].split())}")
+    return warnings
+
+
+def _present(topology, registry):
+    return {r for r in registry["roles"] if hosts_with(topology, r)}
+
+
+def _count(n):
+    return "one host" if n == 1 else f"{n} hosts"
 
 
 def _unknown_keys(key, mapping, known):
@@ -134,8 +159,10 @@ def _option_value(key, value, spec):
     return value
 
 
-def _counts(topology, roles):
-    for role, entry in roles.items():
+def _counts(topology, registry):
+    present = _present(topology, registry)
+    for role in registry["roles"]:
+        entry = effective_role(registry, role, present)
         holders = hosts_with(topology, role)
         low, high = entry["hosts"].get("min") or 0, entry["hosts"].get("max")
         if len(holders) < low:
@@ -143,19 +170,62 @@ def _counts(topology, roles):
                                 f"the role {role} needs at least {low} hosts (got {', '.join(holders)})")
         if high is not None and len(holders) > high:
             limit = "only one host" if high == 1 else f"at most {high} hosts"
-            raise TopologyError("topology:hosts", f"{limit} may hold the role {role}; "
-                                f"got {', '.join(holders)}")
+            without, add = _what_allows_more(registry, role, present, len(holders))
+            raise TopologyError("topology:hosts", f"{limit} may hold the role {role}{without}; "
+                                f"got {', '.join(holders)}{add}")
+        if entry["hosts"].get("odd") and holders and len(holders) % 2 == 0:
+            raise TopologyError("topology:hosts", f"the role {role} needs an odd number of hosts "
+                                f"(got {len(holders)}: {', '.join(holders)}): add one host with the "
+                                f"role {role} or remove one (a majority of them must be up, so "
+                                f"{len(holders)} hosts tolerate no more failures than {len(holders) - 1})")
         for needed in entry.get("requires") or []:
             if holders and not hosts_with(topology, needed):
                 raise TopologyError("topology:hosts", f"the role {role} needs a host with the role "
                                     f"{needed}")
 
 
+def _what_allows_more(registry, role, present, count):
+    """(" without hosts with the role X", ": add ...") when hosts with a role
+    the topology lacks would let ``count`` hosts hold ``role``; else ("", "")."""
+    for other, variant in (registry["roles"][role].get("with") or {}).items():
+        high = (variant.get("hosts") or {}).get("max", 0)
+        if other in present or (high is not None and count > high):
+            continue
+        spec = registry["roles"][other]["hosts"]
+        advice = [w for w, on in (("an odd number", spec.get("odd")),
+                                  (f"{(spec.get('advise') or {}).get('min')} or more advised",
+                                   spec.get("advise"))) if on]
+        summary = variant.get("summary") or registry["roles"][role].get("summary", role)
+        return (f" without hosts with the role {other}",
+                f": add hosts with the role {other}" + (f" ({', '.join(advice)})" if advice else "")
+                + f" for {summary}, or keep the role {role} on one host")
+    return "", ""
+
+
+def _same_on_every_host(topology, roles):
+    """Options marked same_on_every_host: every holder gives the same value."""
+    for role, entry in roles.items():
+        holders = hosts_with(topology, role)
+        for name, spec in (entry["options"] or {}).items():
+            if not spec.get("same_on_every_host") or len(holders) < 2:
+                continue
+            values = {h: topology["hosts"][h]["options"].get(role, {}).get(name) for h in holders}
+            if len(set(values.values())) > 1:
+                first = holders[0]
+                odd = next(h for h in holders if values[h] != values[first])
+                given = ", ".join(f"{h}: {'unset' if v is None else v}" for h, v in values.items())
+                raise TopologyError(f"topology:hosts:{odd}:options:{role}:{name}",
+                                    f"must be the same on every host with the role {role} ({given})")
+
+
 def role_port(topology, registry, host_id, role, name):
-    """The port a holder of ``role`` listens on for ``name`` (registry default,
-    unless the host's options for the role set ``port``)."""
-    default = registry["roles"][role]["ports"][name]["port"]
-    return topology["hosts"][host_id]["options"].get(role, {}).get("port", default)
+    """The port a holder of ``role`` listens on for ``name``: the registry's,
+    unless the port names an option the host's options for the role set."""
+    spec = registry["roles"][role]["ports"][name]
+    option = spec.get("option")
+    if option is None:
+        return spec["port"]
+    return topology["hosts"][host_id]["options"].get(role, {}).get(option, spec["port"])
 
 
 def _ports_distinct(topology, registry):
