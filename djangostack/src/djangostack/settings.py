@@ -44,18 +44,37 @@ MIDDLEWARE = [
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
 ]
 
+# DJANGO_DB_HOST is one host, or every member of a Patroni cluster
+# (comma-separated): libpq tries them in turn at each connection and keeps
+# the one that accepts writes, so a failover needs no settings change.
+_DB_HOSTS = [h.strip() for h in _str("DJANGO_DB_HOST", required=True).split(",") if h.strip()]
+_DB_PORT = _str("DJANGO_DB_PORT", "")
+if "," in _DB_PORT:
+    # One port per host, in the hosts' order.
+    _ports = [p.strip() for p in _DB_PORT.split(",")]
+    if len(_ports) != len(_DB_HOSTS) or not all(p.isdigit() for p in _ports):
+        from django.core.exceptions import ImproperlyConfigured as _ImproperlyConfigured
+
+        raise _ImproperlyConfigured(
+            f"DJANGO_DB_PORT={_DB_PORT!r}: one port, or one per host of DJANGO_DB_HOST ({len(_DB_HOSTS)})"
+        )
+    _DB_PORT = ",".join(_ports)
+else:
+    _DB_PORT = _int("DJANGO_DB_PORT", 5432)
+
 DATABASES = {
     "default": {
         "ENGINE": "django.db.backends.postgresql",  # psycopg 3
-        "HOST": _str("DJANGO_DB_HOST", required=True),
-        "PORT": _int("DJANGO_DB_PORT", 5432),
+        "HOST": ",".join(_DB_HOSTS),
+        "PORT": _DB_PORT,
         "NAME": _str("DJANGO_DB_NAME", required=True),
         "USER": _str("DJANGO_DB_USER", required=True),
         "PASSWORD": _str("DJANGO_DB_PASSWORD", ""),
         # One connection per uWSGI thread, kept across requests: no TCP and
         # auth handshake per request.
         "CONN_MAX_AGE": _int("DJANGO_DB_CONN_MAX_AGE", 300),
-        # ...and checked before reuse, so a restarted database costs no errors.
+        # ...and checked before reuse, so a restarted database costs no errors
+        # (and a connection a failover broke is replaced at the next request).
         "CONN_HEALTH_CHECKS": True,
         "OPTIONS": {
             "connect_timeout": _int("DJANGO_DB_CONNECT_TIMEOUT", 5),
@@ -63,6 +82,28 @@ DATABASES = {
         },
     }
 }
+
+if len(_DB_HOSTS) > 1:
+    # The leader, whichever host it is now.
+    DATABASES["default"]["OPTIONS"]["target_session_attrs"] = "read-write"
+    if _bool("DJANGO_DB_READ_REPLICAS", True):
+        # Reads from a standby when one answers (the leader otherwise); the
+        # router sends reads here, and a request's reads after its first
+        # write to the leader (djangostack.db).
+        DATABASES["replica"] = {
+            **DATABASES["default"],
+            "OPTIONS": {**DATABASES["default"]["OPTIONS"], "target_session_attrs": "prefer-standby"},
+            # Tests run against default's test database through this alias.
+            "TEST": {"MIRROR": "default"},
+        }
+        import psycopg as _psycopg
+
+        if _psycopg.pq.version() >= 160000:
+            # Each connection picks among the standbys at random (libpq 16+),
+            # so app hosts spread their reads.
+            DATABASES["replica"]["OPTIONS"]["load_balance_hosts"] = "random"
+        DATABASE_ROUTERS = ["djangostack.db.PrimaryReplicaRouter"]
+        MIDDLEWARE = ["djangostack.db.ReadYourWritesMiddleware"] + MIDDLEWARE
 
 CACHES = {
     "default": {
