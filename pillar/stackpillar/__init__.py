@@ -17,7 +17,7 @@ from .errors import TopologyError  # noqa: E402
 from .registry import load_registry, resolve_registry  # noqa: E402
 from .topology import check_topology, hosts_with, topology_warnings  # noqa: E402
 from .site import check_apps, load_site  # noqa: E402
-from .build import build_pillar, deploy_plan  # noqa: E402
+from .build import build_pillar, deploy_plan, site_registry  # noqa: E402
 
 __all__ = ["TopologyError", "load_registry", "resolve_registry", "check_topology", "hosts_with",
-           "topology_warnings", "check_apps", "load_site", "build_pillar", "deploy_plan"]
+           "topology_warnings", "check_apps", "load_site", "build_pillar", "deploy_plan", "site_registry"]

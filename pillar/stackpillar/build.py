@@ -11,6 +11,15 @@ def checked_site(site, registry):
     return check_topology(site["topology"], registry), check_apps(site["apps"])
 
 
+def site_registry(site, registry):
+    """The registry as the site's topology has it: each role's ``with``
+    variants applied (e.g. database's states with dcs hosts). What the
+    ordered deploy and the lab's checks read a role's states, ports and
+    expectations from."""
+    topology, _apps = checked_site(site, registry)
+    return resolve_registry(registry, topology)
+
+
 def build_pillar(host_id, site, registry):
     """The pillar of ``host_id``: the stack's view (roles, states, what to
     retire) merged with every held role's adapter output. {} for a minion

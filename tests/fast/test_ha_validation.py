@@ -10,7 +10,7 @@ import yaml
 
 import stackpillar
 from tests.fast.conftest import SECRETS
-from tests.layouts import REGISTRY, load_layout
+from tests.layouts import EXAMPLE_APPS, REGISTRY, load_layout
 
 PATRONI_SECRETS = {"replication": "test-replication-pw", "rewind": "test-rewind-pw", "restapi": "test-api-pw"}
 
@@ -161,3 +161,13 @@ def test_a_variant_applies_only_while_its_role_has_hosts():
     assert resolved["ports"]["postgres"]["from"] == ["app", "database"]
     assert resolved["ports"]["patroni_api"] == {"port": 8008, "from": ["database"]}
     assert resolved["retire"] == ["patroni.clean", "postgres.clean"]
+
+
+def test_the_ordered_deploy_reads_states_from_the_sites_registry():
+    site = {"topology": {"topology": three_tier(db1="+dcs")}, "apps": yaml.safe_load(EXAMPLE_APPS.read_text()),
+            "secrets": {}}
+    _hosts, steps = stackpillar.deploy_plan(site, REGISTRY)
+    registry = stackpillar.site_registry(site, REGISTRY)
+    assert [(step, hosts) for step, _role, hosts in steps][:2] == [("dcs", ["db1"]), ("database", ["db1"])]
+    assert registry["roles"]["database"]["states"] == ["postgres.server", "patroni", "postgres.databases"]
+    assert registry["roles"]["dcs"]["states"] == ["etcd"]
