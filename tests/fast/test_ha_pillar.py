@@ -202,3 +202,18 @@ def test_users_and_databases_are_made_on_the_leader_only(ha):
     settings = rendered["postgres-createcluster-settings"]
     assert arg(settings, "contents").splitlines()[1:] == [
         "initdb_options = '--locale=C.UTF-8 --encoding=UTF8'", "create_main_cluster = off"]
+
+
+def test_a_hosts_pillar_from_the_command_line(ha, repo):
+    """python3 -m stackpillar pillar SITE_DIR ID: what the master gives the host
+    (the containers of the HA proof got their pillar this way)."""
+    import subprocess
+    import sys
+
+    import yaml
+
+    run = subprocess.run([sys.executable, "-m", "stackpillar", "pillar", str(ha.pillar_root), "db2"],
+                         cwd=repo / "pillar", capture_output=True, text=True, timeout=60)
+    assert run.returncode == 0, run.stderr
+    assert "&id" not in run.stdout  # plain YAML, no anchors
+    assert yaml.safe_load(run.stdout) == pillar_of(ha, "db2")
