@@ -5,6 +5,7 @@ import pytest
 import yaml
 
 import stack_checks as checks
+from stacklab.saltctl import STACK_ENV
 
 pytestmark = pytest.mark.layout("three-tier")
 
@@ -16,7 +17,7 @@ class TestThreeTier(checks.LayoutSuite):
         """Only the first app host carries the migrate state; the schema is in place."""
         apps = checks.hosts_with(topology, "app")
         for app in apps:
-            states = lab.salt(app, "state.show_sls", "django")[app]
+            states = lab.salt(app, "state.show_sls", "django", f"saltenv={STACK_ENV}", f"pillarenv={STACK_ENV}")[app]
             assert ("django-demo-migrate" in states) == (app == apps[0]), app
         assert checks.sql(lab, topology, "SELECT count(*) FROM django_migrations WHERE app = 'visits'") == "1"
 
