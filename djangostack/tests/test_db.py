@@ -60,6 +60,8 @@ def test_several_hosts_the_leader_for_writes_a_standby_for_reads(tmp_path):
     assert default["PORT"] == replica["PORT"] == 5432
     assert default["OPTIONS"]["target_session_attrs"] == "read-write"
     assert replica["OPTIONS"]["target_session_attrs"] == "prefer-standby"
+    # A dead member costs each new connection this long before the next is tried.
+    assert default["OPTIONS"]["connect_timeout"] == replica["OPTIONS"]["connect_timeout"] == 2
     assert replica["TEST"] == {"MIRROR": "default"}
     assert ("load_balance_hosts" in replica["OPTIONS"]) == (psycopg.pq.version() >= 160000)
     assert "load_balance_hosts" not in default["OPTIONS"]

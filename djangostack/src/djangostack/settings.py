@@ -77,7 +77,10 @@ DATABASES = {
         # (and a connection a failover broke is replaced at the next request).
         "CONN_HEALTH_CHECKS": True,
         "OPTIONS": {
-            "connect_timeout": _int("DJANGO_DB_CONNECT_TIMEOUT", 5),
+            # With several hosts every new connection tries them in order and
+            # a host that is down costs its whole timeout, so a short one (a
+            # live server on the private network answers in milliseconds).
+            "connect_timeout": _int("DJANGO_DB_CONNECT_TIMEOUT", 5 if len(_DB_HOSTS) == 1 else 2),
             "sslmode": _str("DJANGO_DB_SSLMODE", "prefer"),
         },
     }
