@@ -7,14 +7,23 @@ are the ones listed here: the registry's new role shows in stack's
 bookkeeping (an empty dcs list, etcd.clean among the roles to retire, a no-op
 on a host that never had etcd), and new clusters get their initdb locale and
 encoding from the postgres formula (postgres-createcluster-settings) instead
-of the environment Salt happens to run in."""
+of the environment Salt happens to run in.
+
+After a deliberate change to what plain layouts render, rewrite the baseline
+from the current tree (the allowed differences taken out again):
+
+    .venv/bin/python -m tests.fast.test_ha_layouts_unchanged --regenerate
+"""
 import json
 import pathlib
+import sys
+import tempfile
 
 import pytest
 import salt.client
 
-BASELINE = json.loads((pathlib.Path(__file__).with_name("test_ha_baseline.json")).read_text())
+BASELINE_FILE = pathlib.Path(__file__).with_name("test_ha_baseline.json")
+BASELINE = json.loads(BASELINE_FILE.read_text())
 NEW_POSTGRES_STATES = {"postgres-createcluster-settings"}
 
 
@@ -69,3 +78,29 @@ def test_the_single_database_hosts_env_file_is_as_before(renderer):
                       saltenv="stack", app=context["app"])
     assert "DJANGO_DB_HOST=10.77.0.20\n" in text and "DJANGO_DB_PORT=5432\n" in text
     assert "DJANGO_DB_READ_REPLICAS" not in text
+
+
+def regenerate():
+    sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[2] / "pillar"))  # as pytest.ini's pythonpath
+    from tests.fast.conftest import Renderer
+    from tests.layouts import LAYOUTS, load_layout
+
+    baseline = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        renderer = Renderer(pathlib.Path(tmp))
+        for layout in LAYOUTS:
+            renderer.use_layout(layout)
+            for host, spec in load_layout(layout)["hosts"].items():
+                pillar = renderer.pillar(host, spec["address"])
+                pillar["stack"]["hosts_by_role"].pop("dcs")
+                pillar["stack"]["retire"].remove("etcd.clean")
+                states = postgres_states(renderer.highstate(host, spec["address"]))
+                for name in NEW_POSTGRES_STATES:
+                    states.pop(name, None)
+                baseline[f"{layout}/{host}"] = {"pillar": pillar, "postgres_states": states}
+    BASELINE_FILE.write_text(json.dumps(baseline, indent=1, sort_keys=True) + "\n")
+    print(f"{BASELINE_FILE}: {len(baseline)} hosts")
+
+
+if __name__ == "__main__" and sys.argv[1:] == ["--regenerate"]:
+    regenerate()
