@@ -61,9 +61,11 @@ def build_pillar(host_id, site, registry):
 
 
 def deploy_plan(site, registry):
-    """The ordered deploy: [(step, role, [minion ids])], each step's hosts
-    done before the next starts. A role marked leader_first runs on its
-    first host alone first; roles without hosts have no step."""
+    """The ordered deploy: (every minion id, [(step, [SLS], [minion ids])]),
+    each step's hosts done before the next starts; the SLS are the role's
+    states as the site's topology has them (its registry variants). A role
+    marked leader_first runs on its first host alone first; roles without
+    hosts have no step."""
     topology, _apps = checked_site(site, registry)
     registry = resolve_registry(registry, topology)
     steps = []
@@ -71,9 +73,10 @@ def deploy_plan(site, registry):
         holders = hosts_with(topology, role)
         if not holders:
             continue
-        if registry["roles"][role]["deploy"].get("leader_first"):
-            steps.append((f"{role}-leader", role, holders[:1]))
-        steps.append((role, role, holders))
+        entry = registry["roles"][role]
+        if entry["deploy"].get("leader_first"):
+            steps.append((f"{role}-leader", entry["states"], holders[:1]))
+        steps.append((role, entry["states"], holders))
     return list(topology["hosts"]), steps
 
 

@@ -29,9 +29,8 @@ def run():
     pillarenv = __opts__.get("pillarenv") or saltenv
     roots = __opts__["pillar_roots"].get(pillarenv) or []
     lib = _stackpillar(roots)
-    registry = lib.load_registry()
     # A TopologyError here fails the render: its message names the key.
-    everyone, steps = lib.deploy_plan(lib.load_site(roots), registry)
+    everyone, steps = lib.deploy_plan(lib.load_site(roots), lib.load_registry())
     # Minions render with the same environments as this run.
     envs = {"saltenv": saltenv, "pillarenv": pillarenv}
     plan = {
@@ -43,8 +42,8 @@ def run():
                                          require=[{"salt": "update-mine"}], **envs)},
     }
     previous = "host-check"
-    for step, role, hosts in steps:
-        plan[step] = {"salt.state": _on(hosts, sls=registry["roles"][role]["states"], failhard=True,
+    for step, states, hosts in steps:
+        plan[step] = {"salt.state": _on(hosts, sls=states, failhard=True,
                                         require=[{"salt": previous}], **envs)}
         previous = step
     plan["retire-moved-roles"] = {"salt.state": _on(everyone, sls="stack.retire",

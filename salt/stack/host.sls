@@ -12,3 +12,11 @@
 stack-host-matches-topology:
   test.succeed_without_changes:
     - name: {{ opts.id }} holds {{ stack.address }} with roles {{ stack.roles | join(', ') }}
+{#- What the topology allows but the registry advises against (e.g. one dcs
+    host): shown at every apply, changing nothing. #}
+{%- for warning in stack.get('warnings', []) %}
+
+stack-topology-warning-{{ loop.index }}:
+  test.show_notification:
+    - text: {{ warning | json }}
+{%- endfor %}
