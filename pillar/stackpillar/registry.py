@@ -84,11 +84,15 @@ def effective_role(registry, role, present):
     return entry
 
 
+def present_roles(registry, topology):
+    """The registered roles that some host of ``topology`` holds."""
+    return {r for r in registry["roles"] if any(r in host["roles"] for host in topology["hosts"].values())}
+
+
 def resolve_registry(registry, topology):
     """The registry as it applies to ``topology`` (a checked one): every
     role's entry with the variants of the roles the topology has hosts for."""
-    present = {r for r in registry["roles"]
-               if any(r in host["roles"] for host in topology["hosts"].values())}
+    present = present_roles(registry, topology)
     resolved = copy.deepcopy(registry)
     resolved["roles"] = {r: copy.deepcopy(effective_role(registry, r, present)) for r in registry["roles"]}
     return resolved

@@ -8,7 +8,7 @@ import ipaddress
 import re
 
 from .errors import TopologyError
-from .registry import effective_role, resolve_registry
+from .registry import effective_role, present_roles, resolve_registry
 
 # A lowercase hostname or FQDN (Salt's default minion id is the host's FQDN).
 _LABEL = r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?"
@@ -61,7 +61,7 @@ def check_topology(data, registry):
 def topology_warnings(topology, registry):
     """What a checked topology allows but the registry advises against, one
     sentence each (pillar stack:warnings, `python3 -m stackpillar check`)."""
-    present = _present(topology, registry)
+    present = present_roles(registry, topology)
     warnings = []
     for role in registry["roles"]:
         advise = effective_role(registry, role, present)["hosts"].get("advise")
@@ -71,10 +71,6 @@ def topology_warnings(topology, registry):
                             f"({', '.join(holders)}), fewer than the {advise['min']} advised: "
                             f"{' '.join(advise['why'].split())}")
     return warnings
-
-
-def _present(topology, registry):
-    return {r for r in registry["roles"] if hosts_with(topology, r)}
 
 
 def _count(n):
@@ -160,7 +156,7 @@ def _option_value(key, value, spec):
 
 
 def _counts(topology, registry):
-    present = _present(topology, registry)
+    present = present_roles(registry, topology)
     for role in registry["roles"]:
         entry = effective_role(registry, role, present)
         holders = hosts_with(topology, role)
