@@ -11,6 +11,7 @@
 
     Apply after postgres.server and before postgres.databases. -#}
 {%- from 'patroni/map.jinja' import patroni with context %}
+{%- from 'postgres/map.jinja' import postgres with context %}
 {%- for key in ['name', 'address', 'etcd_hosts'] %}
 {%-   if not patroni[key] %}{{ raise('pillar patroni:' ~ key ~ ' is required') }}{% endif %}
 {%- endfor %}
@@ -40,12 +41,89 @@ patroni-config:
     - require:
       - pkg: patroni-package-installed
 
+{#- Taking over a cluster the plain postgres formula ran (the single
+    database that gains replicas): its data directory becomes this member's.
+    As Patroni's guide to converting a standalone server says: while
+    Debian's unit still runs the cluster, the users Patroni makes at a
+    bootstrap are created; then the cluster is handed to Patroni (start.conf
+    manual, as pg_createcluster_patroni makes it) and stopped, so Patroni
+    starts it with its own settings (wal_log_hints, which pg_rewind needs,
+    takes a start). Each step is a no-op on a member Patroni already runs. #}
+{%- set psql = 'runuser -u postgres -- psql -XAtq -v ON_ERROR_STOP=1 -p ' ~ postgres.port %}
+patroni-takeover-users:
+  cmd.run:
+    - name: {{ psql }} -d postgres
+    # On standard input: the passwords stay out of the process list.
+    - stdin: |
+{%- for kind, options in [('replication', 'LOGIN REPLICATION'), ('rewind', 'LOGIN')] %}
+{%-   set user = patroni.users[kind] %}
+        SELECT format('CREATE ROLE %I', '{{ user }}')
+          WHERE NOT EXISTS (SELECT FROM pg_roles WHERE rolname = '{{ user }}') \gexec
+        ALTER ROLE "{{ user }}" WITH {{ options }} PASSWORD '{{ patroni.passwords[kind] | replace("'", "''") }}';
+{%- endfor %}
+        -- What pg_rewind reads on the leader (as Patroni grants at bootstrap).
+{%- for function in ['pg_ls_dir(text, boolean, boolean)', 'pg_stat_file(text, boolean)',
+                     'pg_read_binary_file(text)', 'pg_read_binary_file(text, bigint, bigint, boolean)'] %}
+        GRANT EXECUTE ON FUNCTION pg_catalog.{{ function }} TO "{{ patroni.users.rewind }}";
+{%- endfor %}
+    - onlyif: systemctl is-active --quiet {{ patroni.postgres_service }}
+    - require:
+      - pkg: patroni-package-installed
+
+patroni-takeover-start-manual:
+  file.replace:
+    - name: {{ postgres.conf_dir }}/start.conf
+    - pattern: '^[ \t]*auto[ \t]*$'
+    - repl: manual
+    - ignore_if_missing: True
+    - require:
+      - cmd: patroni-takeover-users
+
+patroni-takeover-systemd-generator-rerun:
+  cmd.run:
+    - name: systemctl daemon-reload
+    - onchanges:
+      - file: patroni-takeover-start-manual
+
+patroni-takeover-plain-service-stopped:
+  service.dead:
+    - name: {{ patroni.postgres_service }}
+    - require:
+      - cmd: patroni-takeover-systemd-generator-rerun
+
+{%- if patroni.bootstrap_member and patroni.bootstrap_member != patroni.name %}
+
+{#- Only the bootstrap member may start a cluster: were this one (with no
+    data yet) first to reach the DCS, it would bootstrap an empty cluster
+    and the bootstrap member's data (a single database taken over) would be
+    refused for belonging to another. So it starts once a leader is there,
+    and then clones it. #}
+patroni-member-waits-for-a-leader:
+  cmd.run:
+    - name: |
+        for i in $(seq {{ patroni.api_wait_seconds }}); do
+          {{ patroni.has_leader }} && exit 0
+          sleep 1
+        done
+        echo "no leader in the cluster after {{ patroni.api_wait_seconds }} s: {{ patroni.bootstrap_member }}" \
+             "starts it (the first database host); apply it first" >&2
+        exit 1
+    # A member that has data started before; a leader may be there already.
+    - unless: {{ ('test -s ' ~ patroni.config.postgresql.data_dir ~ '/PG_VERSION || ' ~ patroni.has_leader) | json }}
+    - require:
+      - file: patroni-config
+    - require_in:
+      - service: patroni-service-running
+{%- endif %}
+
 patroni-service-running:
   service.running:
     - name: {{ patroni.service }}
     - enable: True
     # Patroni re-reads its file on SIGHUP and reloads PostgreSQL itself.
     - reload: True
+    - require:
+      - service: patroni-takeover-plain-service-stopped
     - watch:
       - file: patroni-config
 

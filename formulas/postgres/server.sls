@@ -26,7 +26,14 @@ postgres-packages-installed:
     - pkgs: {{ postgres.packages | json }}
     # postgres_user/postgres_database need psql on the PATH
     - reload_modules: True
-{%- if not postgres.patroni %}
+{%- if postgres.patroni %}
+
+# Patroni writes every setting (postgresql.conf, pg_hba.conf); the plain
+# mode's file goes when Patroni takes a cluster over.
+postgres-plain-settings-absent:
+  file.absent:
+    - name: {{ postgres.conf_dir }}/conf.d/50-salt.conf
+{%- else %}
 
 # Debian's postinst creates the cluster; recreate it only when it is gone
 # (pg_dropcluster, create_main_cluster = false). Never touches existing data.

@@ -73,6 +73,9 @@ def database(ctx):
         "address": ctx.address,
         "api_port": ctx.port("database", "patroni_api"),
         "etcd_hosts": ctx.endpoints("dcs", "etcd_client"),
+        # The first member bootstraps (or takes over a single database's
+        # data); the ordered deploy starts it alone first.
+        "bootstrap_member": ctx.holders("database")[0],
         # Replication and pg_rewind are allowed from these addresses only.
         "members": {h: ctx.address_of(h) for h in ctx.holders("database")},
         "passwords": {

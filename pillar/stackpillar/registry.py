@@ -12,7 +12,7 @@ ROLE_KEYS = {"summary", "hosts", "requires", "states", "deploy", "retire", "port
 HOSTS_KEYS = {"min", "max", "odd", "advise"}
 # What a role's `with: {<other role>: ...}` may replace while the topology
 # has hosts with that other role.
-WITH_KEYS = {"summary", "hosts", "states", "retire", "ports", "expect"}
+WITH_KEYS = {"summary", "hosts", "states", "deploy", "retire", "ports", "expect"}
 OPTION_TYPES = {"int", "port", "size"}
 OPTION_KEYS = {"type", "min", "max", "same_on_every_host"}
 

@@ -77,6 +77,7 @@ def test_the_patroni_pillar_of_a_member(ha):
         "address": "10.77.0.21",
         "api_port": 8008,
         "etcd_hosts": ["10.77.0.20:2379", "10.77.0.21:2379", "10.77.0.22:2379"],
+        "bootstrap_member": "db1",
         "members": MEMBERS,
         "passwords": PATRONI_SECRETS,
     }
@@ -173,9 +174,21 @@ def test_replication_and_rewind_only_from_members(ha):
 
 
 def test_salt_never_manages_what_patroni_owns(ha):
+    # Taking over a single database's cluster only hands it to Patroni: the
+    # plain mode's settings file goes, start.conf says manual, Debian's unit
+    # stops (a no-op once Patroni runs the cluster).
+    takeover = {"postgres-plain-settings-absent": "file.absent",
+                "patroni-takeover-start-manual": "file.replace",
+                "patroni-takeover-plain-service-stopped": "service.dead"}
     for host in MEMBERS:
         rendered = chunks(ha, host)
+        for name, function in takeover.items():
+            module, args = next((m, a) for m, a in rendered[name].items() if not m.startswith("__"))
+            assert f"{module}.{next(a for a in args if isinstance(a, str))}" == function, name
+        assert arg(rendered["patroni-takeover-start-manual"], "repl") == "manual"
         for name, chunk in rendered.items():
+            if name in takeover:
+                continue
             target = str(arg(chunk, "name", name))
             # Nothing in the data directory or the cluster's config directory (Patroni
             # rewrites postgresql.conf and pg_hba.conf there; a clone replaces it all).

@@ -167,5 +167,8 @@ def test_the_ordered_deploy_reads_states_from_the_sites_registry():
     site = {"topology": {"topology": three_tier(db1="+dcs")}, "apps": yaml.safe_load(EXAMPLE_APPS.read_text()),
             "secrets": {}}
     _hosts, steps = stackpillar.deploy_plan(site, REGISTRY)
-    assert steps[:2] == [("dcs", ["etcd"], ["db1"]),
-                         ("database", ["postgres.server", "patroni", "postgres.databases"], ["db1"])]
+    members = ["postgres.server", "patroni", "postgres.databases"]
+    # The first member starts alone: it bootstraps (or takes over) the cluster.
+    assert steps[:3] == [("dcs", ["etcd"], ["db1"]),
+                         ("database-leader", members, ["db1"]),
+                         ("database", members, ["db1"])]
