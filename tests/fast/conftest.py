@@ -22,10 +22,13 @@ import yaml
 from tests.layouts import EXAMPLE_APPS, LAYOUTS, LAYOUTS_DIR, load_layout  # noqa: F401  (re-exported)
 
 REPO = pathlib.Path(__file__).resolve().parents[2]
+PATRONI_SECRETS = {"replication": "test-replication-pw", "rewind": "test-rewind-pw", "restapi": "test-api-pw"}
+# The shape of pillar/examples/secrets.sls.example.
 SECRETS = {
     "secrets": {
         "django": {"demo": {"secret_key": "test-secret-key"}},
         "postgres": {"users": {"demo": "test-db-password"}},
+        "patroni": PATRONI_SECRETS,
     }
 }
 

@@ -9,16 +9,12 @@ import pytest
 import yaml
 
 import stackpillar
-from tests.fast.conftest import SECRETS
+from tests.fast.conftest import PATRONI_SECRETS, SECRETS  # noqa: F401  (PATRONI_SECRETS re-exported)
 from tests.layouts import EXAMPLE_APPS, REGISTRY, load_layout
-
-PATRONI_SECRETS = {"replication": "test-replication-pw", "rewind": "test-rewind-pw", "restapi": "test-api-pw"}
 
 
 def ha_secrets():
-    secrets = copy.deepcopy(SECRETS)
-    secrets["secrets"]["patroni"] = dict(PATRONI_SECRETS)
-    return secrets
+    return copy.deepcopy(SECRETS)
 
 
 def three_tier(**changes):
@@ -114,7 +110,9 @@ def test_dcs_hosts_of_their_own_are_allowed(renderer):
 def test_patroni_secrets_are_needed_only_with_dcs_hosts(renderer):
     topology = three_tier(db1="+dcs", db2=["database", "dcs"], db3=["database", "dcs"])
     renderer.use_topology(topology)
-    renderer.write_secrets(SECRETS)  # without secrets:patroni
+    without = copy.deepcopy(SECRETS)
+    del without["secrets"]["patroni"]
+    renderer.write_secrets(without)
     errors = " ".join(renderer.pillar("db2", "10.77.0.21").get("_errors", []))
     assert "secrets:patroni:replication: missing (needed on db2" in errors
     assert "_errors" not in renderer.pillar("app1", "10.77.0.11")

@@ -1,6 +1,7 @@
 """The ordered deploy, rendered on a real salt-master: its steps come from the
 registry (each role's deploy step and states) and target exactly each role's hosts."""
 import pytest
+from stackpillar.registry import resolve_registry
 
 from tests.layouts import LAYOUTS, REGISTRY, hosts_with, load_layout
 
@@ -15,14 +16,16 @@ def step_args(step):
 
 
 def expected_steps(topology):
-    """(step, sls, targets) in order, as the registry says."""
+    """(step, sls, targets) in order, as the registry resolved for the
+    topology (its variants) says."""
+    registry = resolve_registry(REGISTRY, topology)
     everyone = list(topology["hosts"])
     steps = [("refresh-pillar", None, everyone), ("update-mine", None, everyone),
              ("host-check", "stack.host", everyone)]
-    for role in sorted(REGISTRY["roles"], key=lambda r: REGISTRY["roles"][r]["deploy"]["step"]):
+    for role in sorted(registry["roles"], key=lambda r: registry["roles"][r]["deploy"]["step"]):
         holders = hosts_with(topology, role)
-        states = REGISTRY["roles"][role]["states"]
-        if holders and REGISTRY["roles"][role]["deploy"].get("leader_first"):
+        states = registry["roles"][role]["states"]
+        if holders and registry["roles"][role]["deploy"].get("leader_first"):
             steps.append((f"{role}-leader", states, holders[:1]))
         if holders:
             steps.append((role, states, holders))
@@ -59,10 +62,11 @@ def test_every_registered_role_with_hosts_is_deployed(master, layout):
     steps = master.orchestrate_steps()
     applied = {s for step in steps.values() for s in (step_args(step).get("sls") or [])
                if isinstance(step_args(step).get("sls"), list)}
-    held = [role for role in REGISTRY["roles"] if hosts_with(topology, role)]
+    registry = resolve_registry(REGISTRY, topology)
+    held = [role for role in registry["roles"] if hosts_with(topology, role)]
     assert held
     for role in held:
-        assert set(REGISTRY["roles"][role]["states"]) <= applied, role
+        assert set(registry["roles"][role]["states"]) <= applied, role
 
 
 def test_a_wrong_topology_fails_the_orchestrate_render_naming_key_and_host(master):

@@ -13,6 +13,7 @@ import uuid
 import pytest
 import yaml
 
+from stackpillar.registry import resolve_registry
 from stackpillar.topology import role_port
 from tests.layouts import EXAMPLE_APPS, REGISTRY, REPO, hosts_with, load_layout, role_ports
 
@@ -29,19 +30,22 @@ def release_facts(host):
     return {"postgres_version": POSTGRES_RELEASES[major]["version"]}
 
 
-def expected(host, role, kind):
-    """The services or packages the registry expects on a holder of `role`."""
+def expected(host, topology, role, kind):
+    """The services or packages the registry, as the topology resolves it
+    (Patroni members with dcs hosts), expects on a holder of `role`."""
     facts = release_facts(host)
-    return {name.format(**facts) for name in REGISTRY["roles"][role]["expect"][kind]}
+    entry = resolve_registry(REGISTRY, topology)["roles"][role]
+    return {name.format(**facts) for name in entry["expect"][kind]}
 
 
 def private_ports(topology, host_id, role):
     """Ports a holder of `role` listens on that only other roles may reach
     (a host's port option wins; per-app ports come from the example apps)."""
+    registry = resolve_registry(REGISTRY, topology)
     ports = []
-    for name, (_default, allowed) in role_ports(role).items():
-        if "public" not in allowed:
-            port = role_port(topology, REGISTRY, host_id, role, name)
+    for name, spec in registry["roles"][role]["ports"].items():
+        if "public" not in spec["from"]:
+            port = role_port(topology, registry, host_id, role, name)
             ports += [port] if port else [app["port"] for app in APPS.values()]
     return ports
 
@@ -75,13 +79,13 @@ def check_roles_exactly(lab, topology):
     """Each host runs and enables the services of its roles; other roles' packages are absent."""
     for host_id, spec in topology["hosts"].items():
         host = lab.host(host_id)
-        wanted_services = {s for role in spec["roles"] for s in expected(host, role, "services")}
-        wanted_packages = {p for role in spec["roles"] for p in expected(host, role, "packages")}
+        wanted_services = {s for role in spec["roles"] for s in expected(host, topology, role, "services")}
+        wanted_packages = {p for role in spec["roles"] for p in expected(host, topology, role, "packages")}
         for service in wanted_services:
             assert host.service(service).is_running, f"{host_id}: {service} not running"
             assert host.service(service).is_enabled, f"{host_id}: {service} not enabled"
         for role in REGISTRY["roles"]:
-            for package in expected(host, role, "packages") - wanted_packages:
+            for package in expected(host, topology, role, "packages") - wanted_packages:
                 assert not host.package(package).is_installed, f"{host_id}: {package} ({role}) installed"
 
 
@@ -95,10 +99,26 @@ def check_private_listeners(lab, topology):
             assert not host.socket(f"tcp://:::{port}").is_listening, (host_id, port)
 
 
-def sql(lab, topology, query):
-    db = hosts_with(topology, "database")[0]
-    result = lab.exec(db, ["runuser", "-u", "postgres", "--", "psql", "-d", "demo", "-AtXc", query], check=True)
+def sql_on(lab, host, query, database="demo", check=True):
+    result = lab.exec(host, ["runuser", "-u", "postgres", "--", "psql", "-d", database, "-AtXc", query], check=check)
     return result.stdout.strip()
+
+
+def leader(lab, topology):
+    """The database host that accepts writes: the only one, or the Patroni
+    member not in recovery."""
+    members = hosts_with(topology, "database")
+    if len(members) == 1:
+        return members[0]
+    for host in members:
+        if sql_on(lab, host, "SELECT pg_is_in_recovery()", "postgres", check=False) == "f":
+            return host
+    raise AssertionError(f"no database member accepts writes: {members}")
+
+
+def sql(lab, topology, query):
+    """A query on the database leader."""
+    return sql_on(lab, leader(lab, topology), query)
 
 
 def check_site(lab, topology):
@@ -268,6 +288,10 @@ class LayoutSuite:
             pillar = repr(lab.pillar(host_id))
             assert (secret_key in pillar) == ("app" in roles), host_id
             assert (db_password in pillar) == bool(roles & {"app", "database"}), host_id
+            # Patroni's passwords: on its members only, and only when there are any.
+            patroni_member = "database" in roles and bool(hosts_with(topology, "dcs"))
+            for name, password in secrets["patroni"].items():
+                assert (password in pillar) == patroni_member, (host_id, name)
             if "app" in roles:
                 env_file = lab.host(host_id).file("/etc/django-apps/demo.env")
                 assert (env_file.user, env_file.group, env_file.mode) == ("root", "demo", 0o640)

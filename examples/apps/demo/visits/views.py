@@ -6,6 +6,7 @@ from django.http import JsonResponse
 from django.shortcuts import redirect, render
 from django.utils import timezone
 from django.views.decorators.cache import never_cache
+from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_GET, require_POST
 
 from .forms import UploadForm
@@ -82,3 +83,24 @@ def healthz(request):
         {"status": "ok" if healthy else "fail", "host": HOSTNAME, "checks": checks},
         status=200 if healthy else 503,
     )
+
+
+# A small JSON API, used by the database drills: a write is acknowledged
+# only by a 2xx that carries its row id.
+@csrf_exempt
+@never_cache
+@require_POST
+def api_visit_create(request):
+    visit = Visit.objects.create(host=HOSTNAME, path=request.path)
+    return JsonResponse({"id": visit.pk, "host": HOSTNAME}, status=201)
+
+
+@never_cache
+@require_GET
+def api_visit(request, pk):
+    """A read without a write before it: with replicas, the database router
+    sends it to one (djangostack.db); 404 while the row is not there yet."""
+    visit = Visit.objects.filter(pk=pk).first()
+    if visit is None:
+        return JsonResponse({"id": pk, "found": False}, status=404)
+    return JsonResponse({"id": visit.pk, "found": True, "created": visit.created.isoformat()})

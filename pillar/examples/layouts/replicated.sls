@@ -1,0 +1,21 @@
+# The database tier replicated: three PostgreSQL members run by Patroni (one
+# leader, two streaming replicas, one of them synchronous), each beside an
+# etcd member (the dcs role: it keeps the leader lock, and three of them
+# survive losing one). The app reads from replicas and writes to the leader,
+# whichever member that is. The web tiers share one host here; `scaled`
+# shows them spread out.
+topology:
+  network: 10.77.0.0/24
+  hosts:
+    web1:
+      address: 10.77.0.10
+      roles: [loadbalancer, app, media, cache]
+    db1:
+      address: 10.77.0.20
+      roles: [database, dcs]
+    db2:
+      address: 10.77.0.21
+      roles: [database, dcs]
+    db3:
+      address: 10.77.0.22
+      roles: [database, dcs]
