@@ -249,6 +249,16 @@ class Lab(SaltMixin):
             raise LabError(f"{host}: {cmd!r} exited {r.returncode}: {res.stderr.strip() or res.stdout.strip()}")
         return res
 
+    def kill(self, host: str) -> None:
+        """Kill a host hard (SIGKILL to every process: a power cut)."""
+        docker.docker("kill", self.container(host), timeout=60)
+
+    def start(self, host: str) -> None:
+        """Start a killed host again and wait for its systemd and minion."""
+        docker.docker("start", self.container(host), timeout=60)
+        containers.wait_boot(self.container(host), self.progress)
+        self.wait_ping()
+
     def host(self, host: str):
         """A testinfra Host for a lab host (docker backend)."""
         if host not in self._testinfra:

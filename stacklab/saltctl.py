@@ -136,14 +136,17 @@ class SaltMixin:
                        interval=1, report_every=10)
 
     def run_orchestrate(self, sls: str = "orchestrate.deploy", *, check: bool = True,
-                        timeout: float = 3600) -> OrchestrateResult:
-        """The full ordered deploy from the master: ``salt-run state.orchestrate
-        SLS saltenv=stack pillarenv=stack``. Prints a per-host summary;
-        raises LabError on failure when ``check``."""
+                        timeout: float = 3600, pillar: dict | None = None) -> OrchestrateResult:
+        """An orchestrate from the master, by default the full ordered deploy:
+        ``salt-run state.orchestrate SLS saltenv=stack pillarenv=stack
+        [pillar=JSON]``. Prints a per-host summary; raises LabError on
+        failure when ``check``."""
         images.app_wheelhouse(self.settings, self.release, self.progress)   # requirements may have changed
         t0 = time.monotonic()
         argv = ["salt-run", "--out=json", "state.orchestrate", sls,
                 f"saltenv={STACK_ENV}", f"pillarenv={STACK_ENV}"]
+        if pillar:
+            argv.append("pillar=" + json.dumps(pillar))
         with self.progress.step(f"salt-run state.orchestrate {sls} saltenv={STACK_ENV} pillarenv={STACK_ENV}"):
             r = self._heartbeat_exec(argv, f"orchestrate {sls}", timeout)
             res = parse_orchestrate(r)

@@ -33,7 +33,19 @@ def layout_status(layout: str | None) -> dict:
     rows = sorted(parallel(row, infos) if infos else [],
                   key=lambda r: (r["layout"] or "", KIND_ORDER.get(r["kind"], 9), r["address"]))
     urls = [r["url"] for r in rows if r["url"]]
-    return {"layout": layout, "up": bool(rows), "url": urls[0] if urls else None, "containers": rows}
+    return {"layout": layout, "up": bool(rows), "url": urls[0] if urls else None, "containers": rows,
+            "database_clusters": {r["layout"]: view for r in rows if (view := database_cluster(r))}}
+
+
+def database_cluster(row: dict) -> str:
+    """A running database host's view of its Patroni cluster (members,
+    roles, state, timeline, lag): the patroni formula's patroni-cluster."""
+    if row["state"] != "running" or "database" not in row["roles"].split(","):
+        return ""
+    r = docker.docker("exec", row["name"], "sh", "-c",
+                      "test -x /usr/local/sbin/patroni-cluster && /usr/local/sbin/patroni-cluster list",
+                      check=False, timeout=30)
+    return r.stdout.decode(errors="replace").rstrip() if r.returncode == 0 else ""
 
 
 def format_status(st: dict) -> str:
@@ -55,4 +67,8 @@ def format_status(st: dict) -> str:
         for r in rows:
             if r["url"]:
                 lines.append(f"  site ({r['host']}): {r['url']}")
+        view = st.get("database_clusters", {}).get(layout)
+        if view:
+            lines.append("  database cluster (patroni-cluster list):")
+            lines += ["    " + line for line in view.splitlines()]
     return "\n".join(lines)

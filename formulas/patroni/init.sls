@@ -143,6 +143,20 @@ patroni-tool-{{ tool }}:
       - service: patroni-service-running
 {%- endfor %}
 
+# patronictl for this host's cluster: patroni-cluster list, switchover...
+patroni-cluster-command:
+  file.managed:
+    - name: {{ patroni.cluster_command }}
+    - contents: |
+        #!/bin/sh
+        # Managed by Salt (patroni formula): patronictl for {{ patroni.cluster_id }}.
+        exec patronictl -c {{ patroni.config_file }} "$@"
+    - user: root
+    - group: root
+    - mode: '0755'
+    - require:
+      - pkg: patroni-package-installed
+
 patroni-dynamic-config-wanted:
   file.serialize:
     - name: {{ patroni.dynamic_file }}

@@ -108,8 +108,10 @@ def _address(key, value, network, used):
 
 
 def _roles(key, value, roles):
-    if isinstance(value, str) or not isinstance(value, list) or not value:
-        raise TopologyError(f"{key}:roles", f"must be a non-empty list of {', '.join(roles)}")
+    # An empty list is a host that holds nothing (yet, or any more: every
+    # role it had is retired, its data kept).
+    if isinstance(value, str) or not isinstance(value, list):
+        raise TopologyError(f"{key}:roles", f"must be a list of {', '.join(roles)}")
     for role in value:
         if role not in roles:
             raise TopologyError(f"{key}:roles", f"unknown role {role} (known: {', '.join(roles)})")

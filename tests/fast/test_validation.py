@@ -27,9 +27,12 @@ CASES = {
     "missing address": (
         lambda t: t["hosts"]["media1"].pop("address"),
         ["topology:hosts:media1:address"]),
-    "no roles": (
+    "roles missing": (
+        lambda t: t["hosts"]["lb1"].pop("roles"),
+        ["topology:hosts:lb1:roles", "must be a list"]),
+    "no roles left for the load balancer": (
         lambda t: t["hosts"]["lb1"].update(roles=[]),
-        ["topology:hosts:lb1:roles"]),
+        ["topology:hosts", "no host has the role loadbalancer"]),
     "roles as a string": (
         lambda t: t["hosts"]["lb1"].update(roles="loadbalancer"),
         ["topology:hosts:lb1:roles"]),

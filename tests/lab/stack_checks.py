@@ -13,6 +13,7 @@ import uuid
 import pytest
 import yaml
 
+import stackpillar
 from stackpillar.registry import resolve_registry
 from stackpillar.topology import role_port
 from tests.layouts import EXAMPLE_APPS, REGISTRY, REPO, hosts_with, load_layout, role_ports
@@ -73,6 +74,11 @@ def request(address, path, method="GET", body=None, headers=None, port=80, timeo
         return Response(resp.status, {k.lower(): v for k, v in resp.getheaders()}, resp.read())
     finally:
         conn.close()
+
+
+def lab_layout(lab):
+    """The topology a lab was brought up with, checked and normalised."""
+    return stackpillar.check_topology(yaml.safe_load(lab.topology.path.read_text()), REGISTRY)
 
 
 def check_roles_exactly(lab, topology):

@@ -1,0 +1,114 @@
+"""The scaling path as a live move: the database leaves the box that has
+everything for a host of its own, by the README's procedure (pillar edits
+and orchestrate runs), under a bounded read/write loop through the load
+balancer. Every row written before, and every write acknowledged during
+the move, is on the new host; the old host's data directory is kept."""
+import json
+import threading
+import time
+
+import pytest
+import yaml
+
+import stack_checks as checks
+
+pytestmark = pytest.mark.layout("growing")
+
+
+def with_roles(topology, **roles):
+    changed = yaml.safe_load(yaml.safe_dump(topology))
+    for host, held in roles.items():
+        changed["hosts"][host]["roles"] = held
+    return changed
+
+
+class Traffic:
+    """Writes (POST /api/visits, acknowledged by a 201 with the row id) and
+    reads (GET /) through the load balancer, one every 0.1 s, until stopped
+    or for 20 minutes at most."""
+
+    def __init__(self, address):
+        self.address = address
+        self.sent = self.failed = 0
+        self.acked = []
+        self.failures = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run)
+
+    def _run(self):
+        start = time.monotonic()
+        while not self._stop.is_set() and time.monotonic() - start < 1200:
+            write = self.sent % 2 == 0
+            self.sent += 1
+            try:
+                got = checks.request(self.address, "/api/visits" if write else "/", "POST" if write else "GET",
+                                     b"" if write else None, timeout=10)
+                ok = got.status == (201 if write else 200)
+                if ok and write:
+                    self.acked.append(json.loads(got.body)["id"])
+                why = got.status
+            except (OSError, ValueError) as exc:
+                ok, why = False, type(exc).__name__
+            if not ok:
+                self.failed += 1
+                self.failures.append((round(time.monotonic() - start, 1), "write" if write else "read", why))
+            time.sleep(0.1)
+
+    def __enter__(self):
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self._stop.set()
+        self._thread.join()
+
+
+def test_moving_the_database_to_its_own_host_keeps_every_row(lab, lab_topology, say):
+    topology = checks.lab_layout(lab)
+    address = lab.address("web1")
+    for _ in range(20):
+        assert checks.request(address, "/api/visits", "POST", b"").status == 201
+    before = checks.sql(lab, topology, "SELECT count(*), max(id) FROM visits_visit")
+    say(f"before the move (count, max id): {before}")
+    everything = topology["hosts"]["web1"]["roles"]
+
+    with Traffic(address) as traffic:
+        # 1. web1 also runs etcd (the dcs role); db1 joins as a second member.
+        #    web1 comes first among the database hosts: its data becomes the
+        #    cluster's, db1 clones it.
+        step1 = with_roles(topology, web1=everything + ["dcs"], db1=["database"])
+        lab_topology(yaml.safe_dump({"topology": step1}))
+        lab.run_orchestrate()
+        # 2. A planned switchover makes db1 the leader.
+        lab.run_orchestrate("orchestrate.database", pillar={"switchover_to": "db1"})
+        # 3. web1 leaves the database role: its member stops, its data stays.
+        step3 = with_roles(step1, web1=[r for r in step1["hosts"]["web1"]["roles"] if r != "database"])
+        lab_topology(yaml.safe_dump({"topology": step3}))
+        lab.run_orchestrate()
+        time.sleep(3)
+
+    acked = traffic.acked
+    say(f"during the move: sent {traffic.sent}, failed {traffic.failed}, acknowledged writes {len(acked)}; "
+        f"failures (s, kind, why): {traffic.failures[:30]}")
+    assert checks.leader(lab, step3) == "db1"
+    after = checks.sql(lab, step3, "SELECT count(*) FROM visits_visit")
+    found = checks.sql(lab, step3, "SELECT count(*) FROM visits_visit WHERE id = ANY(ARRAY["
+                       + ",".join(map(str, acked or [0])) + "]::bigint[])")
+    count_before, max_before = map(int, before.split("|"))
+    old_rows = checks.sql(lab, step3, f"SELECT count(*) FROM visits_visit WHERE id <= {max_before}")
+    say(f"rows before {count_before}, rows of then still there {old_rows}, acknowledged found {found}, "
+        f"lost {len(acked) - int(found)}, rows after {after}")
+    assert int(old_rows) == count_before
+    assert int(found) == len(acked)
+    assert int(after) >= count_before + len(acked)
+
+    # The old host keeps its data directory; its member is stopped and off at boot.
+    web1 = lab.host("web1")
+    service = sorted(checks.expected(web1, step1, "database", "services"))[0]
+    version = service.split("@")[1].split("-")[0]
+    assert web1.file(f"/var/lib/postgresql/{version}/main/PG_VERSION").exists
+    assert not web1.service(service).is_running and not web1.service(service).is_enabled
+    assert not web1.service(f"postgresql@{version}-main").is_running
+    checks.check_roles_exactly(lab, step3)
+    checks.check_site(lab, step3)
+    assert lab.highstate() == {host: 0 for host in lab.hosts}

@@ -1,0 +1,12 @@
+# The README's scaling path, as the lab runs it: the single layout's box
+# (every role) plus db1, an empty host the database moves to. The test
+# edits this topology step by step, as the README's procedure does.
+topology:
+  network: 10.77.0.0/24
+  hosts:
+    web1:
+      address: 10.77.0.10
+      roles: [loadbalancer, media, app, cache, database]
+    db1:
+      address: 10.77.0.20
+      roles: []
