@@ -160,7 +160,11 @@ class LabSession:
                 self.say(f"\n=== lab {lab.name} ({lab.release}): up (fresh hosts) ===")
                 # Current before up(): whatever a failed up leaves is torn down too.
                 self.current, self.deployed = lab, False
-                lab.up(replace=True, fresh=True)
+                # STACKLAB_REUSE=1 (development only): keep a lab of this
+                # layout that is up, deployed as it is, instead of fresh hosts.
+                reuse = os.environ.get("STACKLAB_REUSE") == "1"
+                lab.up(replace=True, fresh=not reuse)
+                self.deployed = reuse
             if deploy and not self.deployed:
                 self.say(f"=== lab {lab.name}: deploy ===")
                 lab.run_orchestrate()
