@@ -3,12 +3,13 @@
     come from pillar keyed by minion id, never from grains. A minion the
     topology does not name has no stack pillar and gets nothing here. -#}
 {%- set stack = salt['pillar.get']('stack', {}) %}
-{%- if stack.get('states') %}
+{#- A host with no roles (yet, or any more) still retires what it held. #}
+{%- if stack.get('address') %}
 {{ saltenv }}:
   {{ opts.id | json }}:
     - match: list
     - stack.host
-{%-   for sls in stack.states %}
+{%-   for sls in stack.get('states', []) %}
     - {{ sls }}
 {%-   endfor %}
     - stack.retire
