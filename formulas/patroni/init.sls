@@ -50,6 +50,20 @@ patroni-config:
     starts it with its own settings (wal_log_hints, which pg_rewind needs,
     takes a start). Each step is a no-op on a member Patroni already runs. #}
 {%- set psql = 'runuser -u postgres -- psql -XAtq -v ON_ERROR_STOP=1 -p ' ~ postgres.port %}
+# Were a cluster already in the DCS (another member bootstrapped first),
+# Patroni would refuse this data directory: stop before the hand-over,
+# while Debian's unit still serves it.
+patroni-takeover-only-into-an-empty-dcs:
+  cmd.run:
+    - name: |
+        echo "the DCS already has a cluster with a leader, so this host's data would be refused;" \
+             "make {{ patroni.name }} the first database host (patroni:bootstrap_member) and" \
+             "remove the other cluster, or stop this host's database first" >&2
+        exit 1
+    - onlyif: {{ ('systemctl is-active --quiet ' ~ patroni.postgres_service ~ ' && ' ~ patroni.has_leader) | json }}
+    - require:
+      - file: patroni-config
+
 patroni-takeover-users:
   cmd.run:
     - name: {{ psql }} -d postgres
@@ -68,7 +82,7 @@ patroni-takeover-users:
 {%- endfor %}
     - onlyif: systemctl is-active --quiet {{ patroni.postgres_service }}
     - require:
-      - pkg: patroni-package-installed
+      - cmd: patroni-takeover-only-into-an-empty-dcs
 
 patroni-takeover-start-manual:
   file.replace:

@@ -59,3 +59,19 @@ def test_every_host_gets_exactly_its_roles_pillar(renderer, layout):
 def test_per_host_role_options_reach_the_formula(renderer):
     renderer.use_layout("scaled")
     assert renderer.pillar("cache-01.example.internal", "10.77.0.41")["memcached"]["memory_mb"] == 128
+
+
+def test_a_host_with_no_roles_checks_itself_and_retires_everything(renderer):
+    """A host the topology lists with no roles (the empty host a tier moves
+    to, or one whose roles all moved away) holds nothing and retires all."""
+    topology = load_layout("three-tier")
+    topology["hosts"]["spare1"] = {"address": "10.77.0.40", "roles": []}
+    renderer.use_topology(topology)
+    pillar = renderer.pillar("spare1", "10.77.0.40")
+    assert "_errors" not in pillar, pillar.get("_errors")
+    assert (pillar["stack"]["roles"], pillar["stack"]["states"]) == ([], [])
+    highstate = renderer.highstate("spare1", "10.77.0.40")
+    assert isinstance(highstate, dict), highstate
+    rendered = {chunk["__sls__"] for chunk in highstate.values() if isinstance(chunk, dict)}
+    assert {"stack.host", "stack.retire"} <= rendered
+    assert set(pillar["stack"]["retire"]) <= rendered

@@ -16,7 +16,8 @@ pytestmark = pytest.mark.layout("growing")
 
 
 def with_roles(topology, **roles):
-    changed = yaml.safe_load(yaml.safe_dump(topology))
+    # Host order kept: the first database host is the one that bootstraps.
+    changed = yaml.safe_load(yaml.safe_dump(topology, sort_keys=False))
     for host, held in roles.items():
         changed["hosts"][host]["roles"] = held
     return changed
@@ -77,13 +78,13 @@ def test_moving_the_database_to_its_own_host_keeps_every_row(lab, lab_topology, 
         #    web1 comes first among the database hosts: its data becomes the
         #    cluster's, db1 clones it.
         step1 = with_roles(topology, web1=everything + ["dcs"], db1=["database"])
-        lab_topology(yaml.safe_dump({"topology": step1}))
+        lab_topology(yaml.safe_dump({"topology": step1}, sort_keys=False))
         lab.run_orchestrate()
         # 2. A planned switchover makes db1 the leader.
         lab.run_orchestrate("orchestrate.database", pillar={"switchover_to": "db1"})
         # 3. web1 leaves the database role: its member stops, its data stays.
         step3 = with_roles(step1, web1=[r for r in step1["hosts"]["web1"]["roles"] if r != "database"])
-        lab_topology(yaml.safe_dump({"topology": step3}))
+        lab_topology(yaml.safe_dump({"topology": step3}, sort_keys=False))
         lab.run_orchestrate()
         time.sleep(3)
 
