@@ -81,9 +81,12 @@ def lab_layout(lab):
     return stackpillar.check_topology(yaml.safe_load(lab.topology.path.read_text()), REGISTRY)
 
 
-def check_roles_exactly(lab, topology):
-    """Each host runs and enables the services of its roles; other roles' packages are absent."""
+def check_roles_exactly(lab, topology, only=None):
+    """Each host (or those in ``only``) runs and enables the services of its
+    roles; other roles' packages are absent."""
     for host_id, spec in topology["hosts"].items():
+        if only is not None and host_id not in only:
+            continue
         host = lab.host(host_id)
         wanted_services = {s for role in spec["roles"] for s in expected(host, topology, role, "services")}
         wanted_packages = {p for role in spec["roles"] for p in expected(host, topology, role, "packages")}
