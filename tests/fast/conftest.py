@@ -150,3 +150,17 @@ def master(salt_factories, tmp_path_factory):
         "pillar_safe_render_error": False,
     })
     return Master(factory, renderer)
+
+
+def arg(chunk, key, default=KeyError):
+    """The value of ``key`` among a rendered state's arguments (``default``
+    when it has none; KeyError without one)."""
+    for module, args in chunk.items():
+        if module.startswith("__"):
+            continue
+        for item in args:
+            if isinstance(item, dict) and key in item:
+                return item[key]
+    if default is KeyError:
+        raise KeyError(key)
+    return default

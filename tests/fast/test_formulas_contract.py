@@ -13,6 +13,8 @@ import salt.client
 import salt.config
 import yaml
 
+from tests.fast.conftest import arg
+
 REPO = pathlib.Path(__file__).resolve().parents[2]
 FORMULAS = REPO / "formulas"
 NAMES = ["postgres", "memcached", "nginx", "uwsgi", "django"]
@@ -73,17 +75,6 @@ def minion(tmp_path):
 def states(result):
     assert isinstance(result, dict), result
     return result
-
-
-def arg(state, key):
-    """The value of `key` among a rendered state's arguments."""
-    for module, args in state.items():
-        if module.startswith("__"):
-            continue
-        for item in args:
-            if isinstance(item, dict) and key in item:
-                return item[key]
-    raise KeyError(key)
 
 
 def test_every_formula_merges_the_same_three_layers_the_same_way():

@@ -7,6 +7,7 @@ import json
 import pytest
 import salt.client
 
+from tests.fast.conftest import arg
 from tests.fast.test_ha_validation import PATRONI_SECRETS, ha_secrets
 
 TOPOLOGY = {
@@ -42,18 +43,6 @@ def chunks(renderer, host):
     highstate = renderer.highstate(host, TOPOLOGY["hosts"][host]["address"])
     assert isinstance(highstate, dict), highstate
     return {k: v for k, v in highstate.items() if isinstance(v, dict)}
-
-
-def arg(chunk, key, default=KeyError):
-    for module, args in chunk.items():
-        if module.startswith("__"):
-            continue
-        for item in args:
-            if isinstance(item, dict) and key in item:
-                return item[key]
-    if default is KeyError:
-        raise KeyError(key)
-    return default
 
 
 def test_every_member_runs_etcd_then_patroni_in_deploy_order(ha):
