@@ -68,7 +68,7 @@ def _generated(shape, old):
     if isinstance(shape, dict):
         old = old if isinstance(old, dict) else {}
         return {**old, **{k: _generated(v, old.get(k)) for k, v in shape.items()}}
-    return old if isinstance(old, str) and old else _secrets.token_urlsafe(32)
+    return old if isinstance(old, str) and old else _secrets.token_urlsafe(50)
 
 
 def _secrets_for(apps: dict, old: dict, example: dict) -> dict:
