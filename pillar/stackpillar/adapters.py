@@ -6,7 +6,12 @@ the apps, the registry's ports and the secrets its formula needs, so a
 secret reaches only the hosts whose roles use it.
 """
 from . import site
+from .tls import host_credentials
 from .topology import hosts_with, role_port
+
+# pgBackRest's stanza: the database cluster's name in the repository, and in
+# PostgreSQL's archive_command.
+BACKUP_STANZA = "main"
 
 
 class Context:
@@ -45,6 +50,10 @@ class Context:
     def secret(self, path):
         return site.secret(self._secrets, path, self.id)
 
+    def backup_tls(self):
+        """This host's key and certificates for pgBackRest's TLS server."""
+        return host_credentials(self.secret("pgbackrest:tls_seed"), "pgbackrest", self.id, self.address)
+
 
 def database(ctx):
     options = ctx.options("database")
@@ -61,14 +70,30 @@ def database(ctx):
                   for app in ctx.apps.values()},
         "databases": {app["database"]["name"]: {"owner": app["database"]["user"]}
                       for app in ctx.apps.values()},
+        # Archiving is always on, so adding a backup host is a reload, not
+        # a restart; without one a segment counts as archived once written.
+        "settings": {"archive_mode": "on", "archive_command": "/bin/true"},
         **options,
     }
+    pillar = {"postgres": postgres}
+    repository = ctx.leader("backup")
+    if repository:
+        postgres["settings"]["archive_command"] = f"pgbackrest --stanza={BACKUP_STANZA} archive-push %p"
+        pillar["pgbackrest"] = {
+            "stanza": BACKUP_STANZA,
+            "tls": ctx.backup_tls(),
+            "repository": {"address": None if repository == ctx.id else ctx.address_of(repository),
+                           "port": ctx.port("backup", "pgbackrest", repository)},
+        }
+        if repository != ctx.id:
+            pillar["pgbackrest"]["server"] = {"address": ctx.address, "port": ctx.port("database", "pgbackrest"),
+                                              "clients": [repository]}
     if not ctx.holders("dcs"):
-        return {"postgres": postgres}
+        return pillar
     # With dcs hosts every database host is a Patroni member: Patroni runs
     # the cluster the postgres pillar describes (postgres:patroni).
     postgres["patroni"] = True
-    return {"postgres": postgres, "patroni": {
+    return {**pillar, "patroni": {
         "name": ctx.id,
         "address": ctx.address,
         "api_port": ctx.port("database", "patroni_api"),
@@ -163,4 +188,20 @@ def dcs(ctx):
         # Read once, when the cluster forms (etcd ignores it afterwards).
         "initial_cluster": {h: f"http://{ctx.address_of(h)}:{ctx.port('dcs', 'etcd_peer', h)}" for h in peers},
         "cluster_token": f"django-stack-{ctx.topology['network']}",
+    }}
+
+
+def backup(ctx):
+    options = ctx.options("backup")
+    databases = ctx.holders("database")
+    remote = [h for h in databases if h != ctx.id]
+    retention = {key: options[f"retention_{key}"] for key in ("full", "diff") if f"retention_{key}" in options}
+    return {"pgbackrest": {
+        "stanza": BACKUP_STANZA,
+        "tls": ctx.backup_tls(),
+        "server": {"address": ctx.address, "port": ctx.port("backup", "pgbackrest"), "clients": remote},
+        "databases": [{"address": None if h == ctx.id else ctx.address_of(h),
+                       "port": ctx.port("database", "pgbackrest", h),
+                       "pg_port": ctx.port("database", "postgres", h)} for h in databases],
+        **({"retention": retention} if retention else {}),
     }}

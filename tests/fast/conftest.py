@@ -29,6 +29,7 @@ SECRETS = {
         "django": {"demo": {"secret_key": "test-secret-key"}},
         "postgres": {"users": {"demo": "test-db-password"}},
         "patroni": PATRONI_SECRETS,
+        "pgbackrest": {"tls_seed": "test-tls-seed"},
     }
 }
 

@@ -151,11 +151,11 @@ def test_a_broken_registry_entry_is_named(tmp_path, mutate, expected):
 def test_a_variant_applies_only_while_its_role_has_hosts():
     plain = stackpillar.check_topology({"topology": load_layout("three-tier")}, REGISTRY)
     resolved = stackpillar.resolve_registry(REGISTRY, plain)["roles"]["database"]
-    assert resolved["states"] == ["postgres"] and resolved["hosts"]["max"] == 1
-    assert list(resolved["ports"]) == ["postgres"] and "with" not in resolved
+    assert resolved["states"] == ["postgres", "pgbackrest.database"] and resolved["hosts"]["max"] == 1
+    assert list(resolved["ports"]) == ["postgres", "pgbackrest"] and "with" not in resolved
     ha = stackpillar.check_topology({"topology": three_tier(db1="+dcs")}, REGISTRY)
     resolved = stackpillar.resolve_registry(REGISTRY, ha)["roles"]["database"]
-    assert resolved["states"] == ["postgres.server", "patroni", "postgres.databases"]
+    assert resolved["states"] == ["postgres.server", "patroni", "postgres.databases", "pgbackrest.database"]
     assert resolved["ports"]["postgres"]["from"] == ["app", "database"]
     assert resolved["ports"]["patroni_api"] == {"port": 8008, "from": ["database"]}
     assert resolved["retire"] == ["patroni.clean", "postgres.clean"]
@@ -165,7 +165,7 @@ def test_the_ordered_deploy_reads_states_from_the_sites_registry():
     site = {"topology": {"topology": three_tier(db1="+dcs")}, "apps": yaml.safe_load(EXAMPLE_APPS.read_text()),
             "secrets": {}}
     _hosts, steps = stackpillar.deploy_plan(site, REGISTRY)
-    members = ["postgres.server", "patroni", "postgres.databases"]
+    members = ["postgres.server", "patroni", "postgres.databases", "pgbackrest.database"]
     # The first member starts alone: it bootstraps (or takes over) the cluster.
     assert steps[:3] == [("dcs", ["etcd"], ["db1"]),
                          ("database-leader", members, ["db1"]),

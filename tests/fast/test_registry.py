@@ -34,8 +34,8 @@ def missing_pieces(registry):
         if not inspect.isfunction(getattr(adapters, role, None)):
             gaps.append("pillar adapter (a function named after the role in stackpillar/adapters.py)")
         expect = entry.get("expect") or {}
-        if not expect.get("services") or not expect.get("packages"):
-            gaps.append("expected services and packages")
+        if not expect.get("services") or not isinstance(expect.get("packages"), list):
+            gaps.append("expected services and packages (a list; empty when other roles install them too)")
         if gaps:
             missing[role] = gaps
     return missing

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import dataclasses
 import http.client
+import json
 import re
 import socket
 import subprocess
+import threading
 import time
 import uuid
 
@@ -41,10 +43,15 @@ def expected(host, topology, role, kind):
 
 def private_ports(topology, host_id, role):
     """Ports a holder of `role` listens on that only other roles may reach
-    (a host's port option wins; per-app ports come from the example apps)."""
+    (a host's port option wins; per-app ports come from the example apps).
+    A remote_only port is listened on only while another host holds a role
+    it is open to."""
     registry = resolve_registry(REGISTRY, topology)
     ports = []
     for name, spec in registry["roles"][role]["ports"].items():
+        peers = {h for source in spec["from"] if source != "public" for h in hosts_with(topology, source)}
+        if spec.get("remote_only") and not peers - {host_id}:
+            continue
         if "public" not in spec["from"]:
             port = role_port(topology, registry, host_id, role, name)
             ports += [port] if port else [app["port"] for app in APPS.values()]
@@ -305,3 +312,46 @@ class LayoutSuite:
                 env_file = lab.host(host_id).file("/etc/django-apps/demo.env")
                 assert (env_file.user, env_file.group, env_file.mode) == ("root", "demo", 0o640)
                 assert secret_key in env_file.content_string
+
+
+class Traffic:
+    """Writes (POST /api/visits, acknowledged by a 201 with the row id) and,
+    with reads, reads (GET /) in turn through the load balancer, one every
+    0.1 s, until stopped or for 20 minutes at most. ``acked`` holds the
+    acknowledged row ids, ``acked_at`` the wall-clock time of each."""
+
+    def __init__(self, address, reads=True):
+        self.address, self.reads = address, reads
+        self.sent = self.failed = 0
+        self.acked, self.acked_at = [], []
+        self.failures = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run)
+
+    def _run(self):
+        start = time.monotonic()
+        while not self._stop.is_set() and time.monotonic() - start < 1200:
+            write = not self.reads or self.sent % 2 == 0
+            self.sent += 1
+            try:
+                got = checks.request(self.address, "/api/visits" if write else "/", "POST" if write else "GET",
+                                     b"" if write else None, timeout=10)
+                ok = got.status == (201 if write else 200)
+                if ok and write:
+                    self.acked.append(json.loads(got.body)["id"])
+                    self.acked_at.append(time.time())
+                why = got.status
+            except (OSError, ValueError) as exc:
+                ok, why = False, type(exc).__name__
+            if not ok:
+                self.failed += 1
+                self.failures.append((round(time.monotonic() - start, 1), "write" if write else "read", why))
+            time.sleep(0.1)
+
+    def __enter__(self):
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self._stop.set()
+        self._thread.join()

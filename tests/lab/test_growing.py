@@ -23,47 +23,6 @@ def with_roles(topology, **roles):
     return changed
 
 
-class Traffic:
-    """Writes (POST /api/visits, acknowledged by a 201 with the row id) and
-    reads (GET /) through the load balancer, one every 0.1 s, until stopped
-    or for 20 minutes at most."""
-
-    def __init__(self, address):
-        self.address = address
-        self.sent = self.failed = 0
-        self.acked = []
-        self.failures = []
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run)
-
-    def _run(self):
-        start = time.monotonic()
-        while not self._stop.is_set() and time.monotonic() - start < 1200:
-            write = self.sent % 2 == 0
-            self.sent += 1
-            try:
-                got = checks.request(self.address, "/api/visits" if write else "/", "POST" if write else "GET",
-                                     b"" if write else None, timeout=10)
-                ok = got.status == (201 if write else 200)
-                if ok and write:
-                    self.acked.append(json.loads(got.body)["id"])
-                why = got.status
-            except (OSError, ValueError) as exc:
-                ok, why = False, type(exc).__name__
-            if not ok:
-                self.failed += 1
-                self.failures.append((round(time.monotonic() - start, 1), "write" if write else "read", why))
-            time.sleep(0.1)
-
-    def __enter__(self):
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc):
-        self._stop.set()
-        self._thread.join()
-
-
 def test_moving_the_database_to_its_own_host_keeps_every_row(lab, lab_topology, say):
     topology = checks.lab_layout(lab)
     address = lab.address("web1")
@@ -73,7 +32,7 @@ def test_moving_the_database_to_its_own_host_keeps_every_row(lab, lab_topology, 
     say(f"before the move (count, max id): {before}")
     everything = topology["hosts"]["web1"]["roles"]
 
-    with Traffic(address) as traffic:
+    with checks.Traffic(address) as traffic:
         # 1. web1 also runs etcd (the dcs role); db1 joins as a second member.
         #    web1 comes first among the database hosts: its data becomes the
         #    cluster's, db1 clones it.

@@ -2,8 +2,9 @@
 # leader, two streaming replicas, one of them synchronous), each beside an
 # etcd member (the dcs role: it keeps the leader lock, and three of them
 # survive losing one). The app reads from replicas and writes to the leader,
-# whichever member that is. The web tiers share one host here; `scaled`
-# shows them spread out.
+# whichever member that is. backup1 is the pgBackRest repository: WAL
+# from whichever member leads, scheduled full and differential backups. The
+# web tiers share one host here; `scaled` shows them spread out.
 topology:
   network: 10.77.0.0/24
   hosts:
@@ -19,3 +20,6 @@ topology:
     db3:
       address: 10.77.0.22
       roles: [database, dcs]
+    backup1:
+      address: 10.77.0.30
+      roles: [backup]
