@@ -19,6 +19,9 @@ pgbackrest-config-absent:
     - name: {{ pgbackrest.config_file }}
     - onlyif: grep -q '^# Managed by Salt (pgbackrest formula)' {{ pgbackrest.config_file }}
 
-pgbackrest-restore-command-absent:
+{%- for command in [pgbackrest.restore_command, pgbackrest.status_command] %}
+
+pgbackrest-command-{{ loop.index }}-absent:
   file.absent:
-    - name: {{ pgbackrest.restore_command }}
+    - name: {{ command }}
+{%- endfor %}

@@ -48,6 +48,20 @@ pgbackrest-config:
     - require:
       - pkg: pgbackrest-package-installed
 
+pgbackrest-status-command:
+  file.managed:
+    - name: {{ pgbackrest.status_command }}
+    - source: salt://pgbackrest/files/status
+    - template: jinja
+    - context:
+        stanza: {{ pgbackrest.stanza | json }}
+        is_repository: {{ pgbackrest.is_repository }}
+        is_database: {{ pgbackrest.repository is not none }}
+        pg_port: {{ pgbackrest.pg_port }}
+    - user: root
+    - group: root
+    - mode: '0755'
+
 {%- if pgbackrest.server.clients %}
 
 pgbackrest-server-running:

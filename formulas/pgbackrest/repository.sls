@@ -20,13 +20,18 @@ pgbackrest-repository-directory:
     - require:
       - pkg: pgbackrest-package-installed
 
-{#- Needs the leader's archive_command in place (the database step runs
-    first); stanza-create refuses a repository of another cluster. #}
+{#- Through the database hosts' TLS servers (the database step runs
+    first); stanza-create refuses a repository of another cluster. Until the
+    stanza exists the leader's asynchronous archive-push keeps retrying and
+    holds its archive lock at times, which stanza-create then waits out. #}
 pgbackrest-stanza-created:
   cmd.run:
     - name: {{ pgbackrest.command }} stanza-create
     - runas: postgres
     - creates: {{ info }}
+    - retry:
+        attempts: 20
+        interval: 3
     - require:
       - file: pgbackrest-config
       - file: pgbackrest-repository-directory

@@ -1,12 +1,16 @@
-{#- The database cluster (Patroni members): its view, and a planned switchover.
+{#- The database tier: its view (Patroni members, backup health), and a
+    planned switchover.
 
       salt-run state.orchestrate orchestrate.database saltenv=stack pillarenv=stack
       salt-run state.orchestrate orchestrate.database saltenv=stack pillarenv=stack \
           pillar='{"switchover_to": "db2"}'
 
     The view is each member's `patroni-cluster list`: members, roles,
-    state, timeline and lag. Members are found by their pillar (patroni:name),
-    so hosts left out of the topology are not asked. -#}
+    state, timeline and lag; then `pgbackrest-status` on the repository
+    host (last full and differential backups, the WAL archive's range) and
+    the database hosts (the leader's archiving lag and failures). Hosts are
+    found by their pillar (patroni:name, pgbackrest:stanza), so hosts left
+    out of the topology are not asked. -#}
 {%- set envs = {'saltenv': saltenv, 'pillarenv': opts.get('pillarenv') or saltenv} %}
 {%- set candidate = pillar.get('switchover_to') %}
 {%- if candidate %}
@@ -29,3 +33,11 @@ cluster:
     - tgt_type: pillar
     - arg:
       - /usr/local/sbin/patroni-cluster list
+
+backups:
+  salt.function:
+    - name: cmd.run
+    - tgt: 'pgbackrest:stanza:*'
+    - tgt_type: pillar
+    - arg:
+      - /usr/local/sbin/pgbackrest-status
