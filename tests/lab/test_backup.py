@@ -21,6 +21,11 @@ RESTORE = PGBACKREST["restore_command"]
 SCRATCH = f"psql -h /var/run/postgresql -p {PGBACKREST['scratch_port']} -d demo -AtX"
 
 
+@pytest.fixture(scope="module")
+def topology():
+    return checks.load_layout("replicated")
+
+
 def repository(topology):
     return checks.hosts_with(topology, "backup")[0]
 
