@@ -334,7 +334,7 @@ class Traffic:
             write = not self.reads or self.sent % 2 == 0
             self.sent += 1
             try:
-                got = checks.request(self.address, "/api/visits" if write else "/", "POST" if write else "GET",
+                got = request(self.address, "/api/visits" if write else "/", "POST" if write else "GET",
                                      b"" if write else None, timeout=10)
                 ok = got.status == (201 if write else 200)
                 if ok and write:

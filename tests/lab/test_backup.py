@@ -147,7 +147,7 @@ class TestBackup:
             lab.start(repo)
         last = checks.sql_on(lab, leader, "SELECT pg_walfile_name(pg_current_wal_lsn())", "postgres")
         archive_pushed(lab, topology)
-        segments = lab.exec(repo, f"find {PGBACKREST['repo_path']}/archive/{STANZA} -name '{first[:8]}*' "
+        segments = lab.exec(repo, f"find {PGBACKREST['repo_path']}/archive/{STANZA} -type f -name '{first[:8]}*' "
                                   "-printf '%f\\n'", check=True).stdout.split()
         numbers = sorted({int(s[8:16], 16) * 256 + int(s[16:24], 16) for s in segments})
         want = range(int(first[8:16], 16) * 256 + int(first[16:24], 16),
