@@ -20,6 +20,7 @@ from stackpillar.registry import resolve_registry
 from stackpillar.topology import role_port
 from tests.layouts import EXAMPLE_APPS, REGISTRY, REPO, hosts_with, load_layout, role_ports
 
+BACKUP_STANZA = stackpillar.adapters.BACKUP_STANZA
 MEDIA_PORT = role_ports("media")["media"][0]
 MEMCACHED_PORT = role_ports("cache")["memcached"][0]
 
@@ -130,6 +131,13 @@ def leader(lab, topology):
         if sql_on(lab, host, "SELECT pg_is_in_recovery()", "postgres", check=False) == "f":
             return host
     raise AssertionError(f"no database member accepts writes: {members}")
+
+
+def check_archiving(lab, topology):
+    """pgbackrest check on the leader: it switches WAL and waits until the
+    segment is in the repository (it fails if archiving does not work)."""
+    lab.exec(leader(lab, topology), f"runuser -u postgres -- pgbackrest --stanza={BACKUP_STANZA} check",
+             check=True, timeout=300)
 
 
 def sql(lab, topology, query):

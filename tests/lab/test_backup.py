@@ -16,7 +16,7 @@ from tests.layouts import REPO
 pytestmark = pytest.mark.layout("replicated")
 
 PGBACKREST = yaml.safe_load((REPO / "formulas" / "pgbackrest" / "defaults.yaml").read_text())["pgbackrest"]
-STANZA = "main"
+STANZA = checks.BACKUP_STANZA
 RESTORE = PGBACKREST["restore_command"]
 SCRATCH = f"psql -h /var/run/postgresql -p {PGBACKREST['scratch_port']} -d demo -AtX"
 
@@ -48,12 +48,6 @@ def wait_first_backup(lab, topology, timeout=300):
         time.sleep(2)
 
 
-def archive_pushed(lab, topology):
-    """pgbackrest check on the leader: it switches WAL and waits until the
-    segment is in the repository (it fails if archiving does not work)."""
-    pgbackrest(lab, checks.leader(lab, topology), "check")
-
-
 def restore_scratch(lab, host, name, args=""):
     lab.exec(host, f"{RESTORE} --drop {name} >/dev/null 2>&1; {RESTORE} {name} {args}", check=True, timeout=900)
 
@@ -62,7 +56,7 @@ class TestBackup:
 
     def test_every_member_archives_to_the_repository_and_the_first_backup_exists(self, lab, topology, say):
         wait_first_backup(lab, topology)
-        archive_pushed(lab, topology)
+        checks.check_archiving(lab, topology)
         leader = checks.leader(lab, topology)
         for host in checks.hosts_with(topology, "database"):
             command = checks.sql_on(lab, host, "SHOW archive_command", "postgres")
@@ -86,7 +80,7 @@ class TestBackup:
         checks.sql_on(lab, leader, "INSERT INTO pitr_drill SELECT 'B' FROM generate_series(1, 100)")
         checks.sql_on(lab, leader, "DELETE FROM pitr_drill")
         deleted = checks.sql_on(lab, leader, "SELECT clock_timestamp()")
-        archive_pushed(lab, topology)
+        checks.check_archiving(lab, topology)
         # Restored on a replica, beside its live cluster.
         host = next(h for h in checks.hosts_with(topology, "database") if h != leader)
         started = time.monotonic()
@@ -131,7 +125,7 @@ class TestBackup:
 
     def test_with_the_repository_down_the_site_writes_and_the_archive_has_no_gap_after(self, lab, topology, say):
         wait_first_backup(lab, topology)
-        archive_pushed(lab, topology)
+        checks.check_archiving(lab, topology)
         leader = checks.leader(lab, topology)
         first = checks.sql_on(lab, leader, "SELECT pg_walfile_name(pg_current_wal_lsn())", "postgres")
         address = lab.address(checks.hosts_with(topology, "loadbalancer")[0])
@@ -146,7 +140,7 @@ class TestBackup:
         finally:
             lab.start(repo)
         last = checks.sql_on(lab, leader, "SELECT pg_walfile_name(pg_current_wal_lsn())", "postgres")
-        archive_pushed(lab, topology)
+        checks.check_archiving(lab, topology)
         segments = lab.exec(repo, f"find {PGBACKREST['repo_path']}/archive/{STANZA} -type f -name '{first[:8]}*' "
                                   "-printf '%f\\n'", check=True).stdout.split()
         numbers = sorted({int(s[8:16], 16) * 256 + int(s[16:24], 16) for s in segments})

@@ -219,6 +219,9 @@ class TestReplicated(checks.LayoutSuite):
         refused = lab.exec(leader, ["runuser", "-u", "postgres", "--", "psql", "-d", "demo", "-AtXc",
                                     "INSERT INTO visits_visit (created, host, path) VALUES (now(), 'x', 'x')"])
         assert refused.returncode != 0 and "read-only transaction" in refused.stderr, refused
+        # The new leader archives its WAL to the repository: no pillar change.
+        if checks.hosts_with(topology, "backup"):
+            checks.check_archiving(lab, topology)
         assert lab.highstate() == {host: 0 for host in lab.hosts}
 
 
