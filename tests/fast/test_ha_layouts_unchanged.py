@@ -12,7 +12,7 @@ of the environment Salt happens to run in.
 After a deliberate change to what plain layouts render, rewrite the baseline
 from the current tree (the allowed differences taken out again):
 
-    .venv/bin/python -m tests.fast.test_ha_layouts_unchanged --regenerate
+    PYTHONPATH=pillar .venv/bin/python -m tests.fast.test_ha_layouts_unchanged --regenerate
 """
 import json
 import pathlib
@@ -85,7 +85,6 @@ def test_the_single_database_hosts_env_file_is_as_before(renderer):
 
 
 def regenerate():
-    sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[2] / "pillar"))  # as pytest.ini's pythonpath
     from tests.fast.conftest import Renderer
     from tests.layouts import LAYOUTS, hosts_with, load_layout
 

@@ -140,6 +140,47 @@ def check_archiving(lab, topology):
              check=True, timeout=300)
 
 
+# Backups (pgBackRest): the formula's defaults name the commands it installs.
+PGBACKREST = yaml.safe_load((REPO / "formulas" / "pgbackrest" / "defaults.yaml").read_text())["pgbackrest"]
+SCRATCH_PSQL = f"psql -h /var/run/postgresql -p {PGBACKREST['scratch_port']} -d demo -AtX"
+
+
+def backup_host(topology):
+    return hosts_with(topology, "backup")[0]
+
+
+def pgbackrest(lab, host, args, check=True, timeout=600):
+    return lab.exec(host, f"runuser -u postgres -- pgbackrest --stanza={BACKUP_STANZA} {args}", check=check,
+                    timeout=timeout).stdout
+
+
+def backups(lab, topology):
+    info = json.loads(pgbackrest(lab, backup_host(topology), "info --output=json"))
+    return info[0]["backup"] if info else []
+
+
+def wait_first_backup(lab, topology, timeout=300):
+    """The deploy starts the first full backup in the background."""
+    deadline = time.monotonic() + timeout
+    while not backups(lab, topology):
+        assert time.monotonic() < deadline, f"no backup {timeout}s after the deploy"
+        time.sleep(2)
+
+
+def restore_scratch(lab, host, name, args=""):
+    command = PGBACKREST["restore_command"]
+    lab.exec(host, f"{command} --drop {name} >/dev/null 2>&1; {command} {name} {args}", check=True, timeout=900)
+
+
+def scratch_sql(lab, host, query):
+    return lab.exec(host, ["runuser", "-u", "postgres", "--", *SCRATCH_PSQL.split(), "-c", query],
+                    check=True).stdout.strip()
+
+
+def drop_scratch(lab, host, name):
+    lab.exec(host, f"{PGBACKREST['restore_command']} --drop {name}")
+
+
 def sql(lab, topology, query):
     """A query on the database leader."""
     return sql_on(lab, leader(lab, topology), query)

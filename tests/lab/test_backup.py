@@ -4,21 +4,16 @@ the three Patroni members archive to it through whichever leads.
 A point-in-time drill, a backup taken under writes and restored, and the
 repository host down for a while: the site keeps writing and the WAL
 archive has no gap once it is back."""
-import json
 import time
 
 import pytest
-import yaml
 
 import stack_checks as checks
-from tests.layouts import REPO
 
 pytestmark = pytest.mark.layout("replicated")
 
-PGBACKREST = yaml.safe_load((REPO / "formulas" / "pgbackrest" / "defaults.yaml").read_text())["pgbackrest"]
+PGBACKREST = checks.PGBACKREST
 STANZA = checks.BACKUP_STANZA
-RESTORE = PGBACKREST["restore_command"]
-SCRATCH = f"psql -h /var/run/postgresql -p {PGBACKREST['scratch_port']} -d demo -AtX"
 
 
 @pytest.fixture(scope="module")
@@ -26,36 +21,10 @@ def topology():
     return checks.load_layout("replicated")
 
 
-def repository(topology):
-    return checks.hosts_with(topology, "backup")[0]
-
-
-def pgbackrest(lab, host, args, check=True, timeout=600):
-    return lab.exec(host, f"runuser -u postgres -- pgbackrest --stanza={STANZA} {args}", check=check,
-                    timeout=timeout).stdout
-
-
-def backups(lab, topology):
-    info = json.loads(pgbackrest(lab, repository(topology), "info --output=json"))
-    return info[0]["backup"] if info else []
-
-
-def wait_first_backup(lab, topology, timeout=300):
-    """The deploy starts the first full backup in the background."""
-    deadline = time.monotonic() + timeout
-    while not backups(lab, topology):
-        assert time.monotonic() < deadline, f"no backup {timeout}s after the deploy"
-        time.sleep(2)
-
-
-def restore_scratch(lab, host, name, args=""):
-    lab.exec(host, f"{RESTORE} --drop {name} >/dev/null 2>&1; {RESTORE} {name} {args}", check=True, timeout=900)
-
-
 class TestBackup:
 
     def test_every_member_archives_to_the_repository_and_the_first_backup_exists(self, lab, topology, say):
-        wait_first_backup(lab, topology)
+        checks.wait_first_backup(lab, topology)
         checks.check_archiving(lab, topology)
         leader = checks.leader(lab, topology)
         for host in checks.hosts_with(topology, "database"):
@@ -63,14 +32,14 @@ class TestBackup:
             assert command == f"pgbackrest --stanza={STANZA} archive-push %p", (host, command)
         archiver = checks.sql_on(lab, leader, "SELECT archived_count, failed_count FROM pg_stat_archiver", "postgres")
         say(f"leader {leader}: archived, failed segments: {archiver}; backups: "
-            f"{[(b['label'], b['type']) for b in backups(lab, topology)]}")
+            f"{[(b['label'], b['type']) for b in checks.backups(lab, topology)]}")
         assert int(archiver.split("|")[0]) > 0
         # The repository host's TLS key is its own and readable by postgres only.
-        key = lab.host(repository(topology)).file(f"{PGBACKREST['tls_dir']}/host.key")
+        key = lab.host(checks.backup_host(topology)).file(f"{PGBACKREST['tls_dir']}/host.key")
         assert (key.user, key.mode) == ("postgres", 0o600)
 
     def test_point_in_time_restore_brings_back_what_was_there_at_that_moment(self, lab, topology, say):
-        wait_first_backup(lab, topology)
+        checks.wait_first_backup(lab, topology)
         leader = checks.leader(lab, topology)
         checks.sql_on(lab, leader, "DROP TABLE IF EXISTS pitr_drill; CREATE TABLE pitr_drill (batch text)")
         checks.sql_on(lab, leader, "INSERT INTO pitr_drill SELECT 'A' FROM generate_series(1, 100)")
@@ -84,38 +53,36 @@ class TestBackup:
         # Restored on a replica, beside its live cluster.
         host = next(h for h in checks.hosts_with(topology, "database") if h != leader)
         started = time.monotonic()
-        restore_scratch(lab, host, "pitr", f"--time '{target}'")
+        checks.restore_scratch(lab, host, "pitr", f"--time '{target}'")
         took = time.monotonic() - started
         try:
-            got = lab.exec(host, f"runuser -u postgres -- {SCRATCH} -c "
-                                 "\"SELECT batch, count(*) FROM pitr_drill GROUP BY batch ORDER BY batch\"",
-                           check=True).stdout.split()
+            got = checks.scratch_sql(lab, host, "SELECT batch, count(*) FROM pitr_drill GROUP BY batch ORDER BY batch"
+                                     ).split()
         finally:
-            lab.exec(host, f"{RESTORE} --drop pitr")
+            checks.drop_scratch(lab, host, "pitr")
         say(f"point in time drill: rows A written, target time {target}, rows B written, all deleted at "
             f"{deleted}; restored to the target on {host} in {took:.1f} s: {got}")
         assert got == ["A|100"], got
 
     def test_a_backup_taken_under_writes_restores_every_row_acknowledged_before_its_end(self, lab, topology, say):
-        wait_first_backup(lab, topology)
+        checks.wait_first_backup(lab, topology)
         address = lab.address(checks.hosts_with(topology, "loadbalancer")[0])
         with checks.Traffic(address, reads=False) as traffic:
             time.sleep(3)
-            pgbackrest(lab, repository(topology), "--type=diff backup")
+            checks.pgbackrest(lab, checks.backup_host(topology), "--type=diff backup")
             time.sleep(3)
-        backup = backups(lab, topology)[-1]
+        backup = checks.backups(lab, topology)[-1]
         # pgBackRest records whole seconds: rows acknowledged a second before
         # the recorded stop were certainly before the backup's end point.
         end = backup["timestamp"]["stop"] - 1
         before_end = [row for row, at in zip(traffic.acked, traffic.acked_at) if at < end]
         host = checks.leader(lab, topology)
-        restore_scratch(lab, host, "underwrites", f"--set {backup['label']}")
+        checks.restore_scratch(lab, host, "underwrites", f"--set {backup['label']}")
         try:
-            present = lab.exec(host, f"runuser -u postgres -- {SCRATCH} -c \"SELECT count(*) FROM visits_visit "
-                                     f"WHERE id = ANY(ARRAY[{','.join(map(str, before_end or [0]))}]::bigint[])\"",
-                               check=True).stdout.strip()
+            present = checks.scratch_sql(lab, host, "SELECT count(*) FROM visits_visit WHERE id = "
+                                         f"ANY(ARRAY[{','.join(map(str, before_end or [0]))}]::bigint[])")
         finally:
-            lab.exec(host, f"{RESTORE} --drop underwrites")
+            checks.drop_scratch(lab, host, "underwrites")
         lost = len(before_end) - int(present)
         say(f"backup {backup['label']} under writes: sent {traffic.sent}, failed {traffic.failed}, "
             f"acknowledged {len(traffic.acked)}, acknowledged before its end {len(before_end)}, "
@@ -124,12 +91,12 @@ class TestBackup:
         assert before_end and lost == 0
 
     def test_with_the_repository_down_the_site_writes_and_the_archive_has_no_gap_after(self, lab, topology, say):
-        wait_first_backup(lab, topology)
+        checks.wait_first_backup(lab, topology)
         checks.check_archiving(lab, topology)
         leader = checks.leader(lab, topology)
         first = checks.sql_on(lab, leader, "SELECT pg_walfile_name(pg_current_wal_lsn())", "postgres")
         address = lab.address(checks.hosts_with(topology, "loadbalancer")[0])
-        repo = repository(topology)
+        repo = checks.backup_host(topology)
         lab.kill(repo)
         try:
             with checks.Traffic(address, reads=False) as traffic:

@@ -1,4 +1,5 @@
-"""three-tier: LB → two app hosts → database (+cache) host; a media host."""
+"""three-tier: LB → two app hosts → database (+cache) host; a media host
+(+ the backup repository)."""
 import re
 
 import pytest
@@ -31,6 +32,21 @@ class TestThreeTier(checks.LayoutSuite):
             "security.W004", "security.W008", "security.W012", "security.W016"}, output
         assert "ERROR" not in output, output
 
+    def test_the_plain_database_archives_to_the_repository_and_restores_from_it(self, lab, topology, say):
+        """One PostgreSQL (no Patroni) archives through its own settings; a
+        restore of the whole archive holds every row the live one has."""
+        checks.wait_first_backup(lab, topology)
+        database = checks.hosts_with(topology, "database")[0]
+        live = checks.sql(lab, topology, "SELECT count(*) FROM visits_visit")
+        checks.check_archiving(lab, topology)
+        checks.restore_scratch(lab, database, "latest")
+        try:
+            restored = checks.scratch_sql(lab, database, "SELECT count(*) FROM visits_visit")
+        finally:
+            checks.drop_scratch(lab, database, "latest")
+        say(f"rows on the live database {live}, in a restore of the whole archive {restored}")
+        assert restored == live
+
     def test_sixty_seconds_of_load_through_the_lb_without_an_error(self, lab, topology, say):
         result = checks.sustained_load(lab, topology, seconds=60, say=say)
         assert result.requests > 0
@@ -49,7 +65,8 @@ class TestThreeTier(checks.LayoutSuite):
         assert result.changed == {host: 0 for host in lab.hosts}
 
     def test_moving_roles_is_a_pillar_change(self, lab, topology, lab_topology):
-        """The cache leaves db1 for app2, whose app role moves to media1."""
+        """The cache leaves db1 for app2, whose app role moves to media1; the
+        backup role leaves media1 (its backups stay on disk)."""
         moved = yaml.safe_load(yaml.safe_dump(topology))
         moved["hosts"]["db1"]["roles"] = ["database"]
         moved["hosts"]["app2"]["roles"] = ["cache"]
@@ -59,4 +76,9 @@ class TestThreeTier(checks.LayoutSuite):
         checks.check_roles_exactly(lab, moved)
         checks.wait_healthy(lab, moved)
         checks.check_site(lab, moved)
+        media = lab.host("media1")
+        for timer in checks.expected(media, topology, "backup", "services"):
+            assert not media.service(timer).is_running and not media.service(timer).is_enabled, timer
+        assert media.file(f"{checks.PGBACKREST['repo_path']}/backup/{checks.BACKUP_STANZA}/backup.info").exists
+        assert checks.sql_on(lab, "db1", "SHOW archive_command", "postgres") == "/bin/true"
         assert lab.highstate() == {host: 0 for host in lab.hosts}

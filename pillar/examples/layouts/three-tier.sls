@@ -1,6 +1,7 @@
 # A load balancer in front of two app hosts, a database and a media server.
 # memcached shares the database host: it needs little CPU and the app hosts
-# stay identical and disposable.
+# stay identical and disposable. The media server also keeps the database's
+# backups (pgBackRest): off the database host, on a disk sized for files.
 topology:
   network: 10.77.0.0/24
   hosts:
@@ -18,4 +19,4 @@ topology:
       roles: [database, cache]
     media1:
       address: 10.77.0.30
-      roles: [media]
+      roles: [media, backup]
