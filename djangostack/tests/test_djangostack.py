@@ -18,6 +18,7 @@ class DavStub:
 
     def __init__(self, fail_puts=False):
         self.files, self.puts, self.fail_puts = {}, [], fail_puts
+        self.put_attempts = 0
         stub = self
 
         class Handler(http.server.BaseHTTPRequestHandler):
@@ -36,6 +37,7 @@ class DavStub:
 
             def do_PUT(self):
                 body = self.rfile.read(int(self.headers["Content-Length"]))
+                stub.put_attempts += 1
                 if stub.fail_puts:
                     return self._reply(500)
                 stub.files[self.path] = body
@@ -154,35 +156,78 @@ def test_env_file(tmp_path, monkeypatch):
     assert env.env_list("L") == ["a", "b", "c"]
 
 
+def _storage(*stubs_, **options):
+    from djangostack.storage import MediaHostsStorage
+
+    return MediaHostsStorage(write_urls=[stub.url + "/m/" for stub in stubs_], **options)
+
+
 def test_storage_writes_everywhere_reads_first(django_settings, stubs):
+    from django.core.files.base import ContentFile
+
+    one, two = stubs(), stubs()
+    storage = _storage(one, two)
+    name = storage.save("up/a b.txt", ContentFile(b"hello"))
+    assert name.startswith("up/a b_") and name.endswith(".txt")
+    path = "/m/" + name.replace(" ", "%20")
+    assert one.files[path] == two.files[path] == b"hello"
+    assert storage.open(name).read() == b"hello"
+    assert storage.size(name) == 5 and storage.exists(name)
+    assert storage.url(name) == "/media/" + name.replace(" ", "%20")
+    storage.delete(name)
+    assert not storage.exists(name) and path not in one.files and path not in two.files
+
+
+def test_uploads_of_one_name_never_overwrite_each_other(django_settings, stubs):
+    from concurrent.futures import ThreadPoolExecutor
+
+    from django.core.files.base import ContentFile
+
+    one, two = stubs(), stubs()
+    storage = _storage(one, two)
+    with ThreadPoolExecutor(max_workers=20) as pool:
+        names = list(pool.map(lambda i: storage.save("same.txt", ContentFile(f"upload {i}".encode())), range(20)))
+    assert len(set(names)) == 20
+    for i, name in enumerate(names):
+        assert one.files["/m/" + name] == two.files["/m/" + name] == f"upload {i}".encode()
+
+
+def test_a_failing_host_does_not_fail_the_upload_and_is_left_alone_a_while(django_settings, stubs):
+    from django.core.files.base import ContentFile
+
+    good, bad = stubs(), stubs(fail_puts=True)
+    storage = _storage(bad, good, retry_after=60)
+    first = storage.save("x.txt", ContentFile(b"x"))
+    assert good.files == {"/m/" + first: b"x"} and bad.files == {}
+    second = storage.save("y.txt", ContentFile(b"y"))
+    # Not even tried: the host failed less than retry_after seconds ago.
+    assert bad.put_attempts == 1 and "/m/" + second in good.files
+    # Reads skip it too, and find what the good host has.
+    assert storage.open(second).read() == b"y"
+
+
+def test_an_unreachable_host_is_skipped_and_reads_fall_through_a_404(django_settings, stubs):
     from django.core.files.base import ContentFile
 
     from djangostack.storage import MediaHostsStorage
 
     one, two = stubs(), stubs()
-    storage = MediaHostsStorage(write_urls=[one.url + "/m", two.url + "/m/"])
-    name = storage.save("up/a b.txt", ContentFile(b"hello"))
-    assert name == "up/a b.txt"
-    assert one.files["/m/up/a%20b.txt"] == two.files["/m/up/a%20b.txt"] == b"hello"
-    second = storage.save("up/a b.txt", ContentFile("héllo"))
-    assert second != name and storage.exists(second)
-    assert storage.open(second).read() == "héllo".encode()
-    assert storage.size(name) == 5
-    assert storage.url(name) == "/media/up/a%20b.txt"
-    storage.delete(name)
-    assert not storage.exists(name) and "/m/up/a%20b.txt" not in two.files
+    storage = MediaHostsStorage(write_urls=["http://127.0.0.1:9/m/", one.url + "/m/"], connect_timeout=1)
+    name = storage.save("z.txt", ContentFile(b"z"))
+    assert "/m/" + name in one.files
+    # A host that missed a file (404) does not hide it on another.
+    two.files["/m/" + name] = b"z"
+    del one.files["/m/" + name]
+    reader = _storage(one, two)
+    assert reader.open(name).read() == b"z" and reader.exists(name)
 
 
-def test_storage_save_fails_and_cleans_up_when_one_host_fails(django_settings, stubs):
+def test_storage_save_fails_when_no_host_stores_it(django_settings, stubs):
     from django.core.files.base import ContentFile
 
-    from djangostack.storage import MediaHostsStorage
-
-    good, bad = stubs(), stubs(fail_puts=True)
-    storage = MediaHostsStorage(write_urls=[good.url + "/m/", bad.url + "/m/"])
+    storage = _storage(stubs(fail_puts=True), stubs(fail_puts=True))
     with pytest.raises(OSError):
         storage.save("x.txt", ContentFile(b"x"))
-    assert good.files == {}
 
 
 def test_persistent_cache_keeps_client_and_replaces_it_after_fork(django_settings, monkeypatch):

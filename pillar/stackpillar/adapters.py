@@ -156,7 +156,16 @@ def app(ctx):
 
 
 def media(ctx):
-    return {"nginx": {"media": {
+    # Other hosts only: a backup host that is this host reads the tree itself.
+    peers = [h for h in ctx.holders("media") if h != ctx.id]
+    backups = [ctx.address_of(h) for h in ctx.holders("backup") if h != ctx.id]
+    return {"media_sync": {
+        "address": ctx.address,
+        "port": ctx.port("media", "media_sync"),
+        "readers": list(dict.fromkeys([ctx.address_of(h) for h in peers] + backups)),
+        "restorers": backups,
+        "peers": [rsync_url(ctx, h) for h in peers],
+    }, "nginx": {"media": {
         "listen": f"{ctx.address}:{ctx.port('media', 'media')}",
         "dav_listen": f"{ctx.address}:{ctx.port('media', 'media_dav')}",
         "dav_allow": [ctx.address_of(h) for h in ctx.holders("app")],
@@ -194,6 +203,7 @@ def dcs(ctx):
 def backup(ctx):
     options = ctx.options("backup")
     databases = ctx.holders("database")
+    media = ctx.holders("media")
     remote = [h for h in databases if h != ctx.id]
     retention = {key: options[f"retention_{key}"] for key in ("full", "diff") if f"retention_{key}" in options}
     return {"pgbackrest": {
@@ -204,4 +214,13 @@ def backup(ctx):
                        "port": ctx.port("database", "pgbackrest", h),
                        "pg_port": ctx.port("database", "postgres", h)} for h in databases],
         **({"retention": retention} if retention else {}),
+    }, "media_backup": {
+        # A media host backs up its own tree; else the first media host's daemon.
+        "source": None if ctx.id in media else rsync_url(ctx, media[0]),
+        "restore_targets": ["local" if h == ctx.id else rsync_url(ctx, h) for h in media],
     }}
+
+
+def rsync_url(ctx, host):
+    """rsync://address:port of a media host's daemon (media_sync)."""
+    return f"rsync://{ctx.address_of(host)}:{ctx.port('media', 'media_sync', host)}"

@@ -55,7 +55,7 @@ def test_database_hosts_archive_to_the_repository_through_its_tls_server(site):
 
 def test_the_repository_backs_up_every_member_and_lets_only_them_in(site):
     pillar = pillar_of(site, "backup1")
-    assert pillar["stack"]["states"] == ["pgbackrest.repository"]
+    assert pillar["stack"]["states"] == ["pgbackrest.repository", "media_backup"]
     conf = rendered_conf(site, "backup1")
     assert [v for s, k, v in conf if k == "tls-server-auth"] == ["db1=main", "db2=main", "db3=main"]
     assert [v for s, k, v in conf if k.endswith("-host") and s == "main"] == [

@@ -27,8 +27,12 @@ class Response:
 
 
 class Client:
-    def __init__(self, timeout=10):
+    """timeout: seconds a request may wait on a connected host;
+    connect_timeout: on connecting (an unreachable host fails that fast)."""
+
+    def __init__(self, timeout=10, connect_timeout=None):
         self.timeout = timeout
+        self.connect_timeout = connect_timeout or timeout
         self._local = threading.local()
 
     def _connections(self):
@@ -71,6 +75,13 @@ class Client:
         for attempt in (1, 2):
             conn, fresh = self._connection(parts.scheme, parts.netloc)
             try:
+                if conn.sock is None:
+                    conn.timeout = self.connect_timeout
+                    try:
+                        conn.connect()
+                    finally:
+                        conn.timeout = self.timeout
+                    conn.sock.settimeout(self.timeout)
                 conn.request(method, path, body=body, headers=headers or {})
                 response = conn.getresponse()
                 if sink is not None and response.status == 200 and method != "HEAD":
