@@ -21,6 +21,7 @@ from stackpillar.topology import role_port
 from tests.layouts import EXAMPLE_APPS, REGISTRY, REPO, hosts_with, load_layout, role_ports
 
 BACKUP_STANZA = stackpillar.adapters.BACKUP_STANZA
+MEDIA_ROOT = yaml.safe_load((REPO / "formulas" / "nginx" / "defaults.yaml").read_text())["nginx"]["media"]["root"]
 MEDIA_PORT = role_ports("media")["media"][0]
 MEMCACHED_PORT = role_ports("cache")["memcached"][0]
 
@@ -216,24 +217,48 @@ def check_site(lab, topology):
         check_upload(lab, address, media_hosts)
 
 
+class Uploader:
+    """Uploads through a load balancer, as a browser does: the form's CSRF
+    token and cookie once, then POST /upload/ (multipart) per file."""
+
+    def __init__(self, address):
+        self.address = address
+        form = request(address, "/")
+        self.token = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', form.text).group(1)
+        self.cookie = re.search(r"csrftoken=([^;]+)", form.header("set-cookie") or "").group(1)
+
+    def upload(self, filename, content, content_type="text/plain", timeout=30):
+        """The response to the POST (302 when stored)."""
+        boundary = uuid.uuid4().hex
+        body = (
+            f"--{boundary}\r\nContent-Disposition: form-data; name=\"csrfmiddlewaretoken\"\r\n\r\n{self.token}\r\n"
+            f"--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"{filename}\"\r\n"
+            f"Content-Type: {content_type}\r\n\r\n"
+        ).encode() + content + f"\r\n--{boundary}--\r\n".encode()
+        return request(self.address, "/upload/", "POST", body, {
+            "Content-Type": f"multipart/form-data; boundary={boundary}",
+            "Cookie": f"csrftoken={self.cookie}",
+            "Referer": f"http://{SITE_HOST}/",
+        }, timeout=timeout)
+
+
+def uploads_named(lab, topology, stem):
+    """Stored names (media-relative) of the uploads whose file name began with ``stem``."""
+    rows = sql(lab, topology, f"SELECT file FROM visits_upload WHERE file LIKE 'uploads/%/{stem}%' ORDER BY id")
+    return rows.split() if rows else []
+
+
+def media_file(lab, host, name, app="demo"):
+    """The bytes of an upload on a media host's disk (None when missing)."""
+    got = lab.exec(host, ["cat", f"{MEDIA_ROOT}/{app}/media/{name}"])
+    return got.stdout.encode() if got.returncode == 0 else None
+
+
 def check_upload(lab, address, media_hosts):
     """An upload through the LB is at once downloadable through the LB, from a media host,
     with headers that keep a browser from running it."""
-    form = request(address, "/")
-    token = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', form.text).group(1)
-    cookie = re.search(r"csrftoken=([^;]+)", form.header("set-cookie") or "").group(1)
     content = f"uploaded {uuid.uuid4()}\n".encode()
-    boundary = uuid.uuid4().hex
-    body = (
-        f"--{boundary}\r\nContent-Disposition: form-data; name=\"csrfmiddlewaretoken\"\r\n\r\n{token}\r\n"
-        f"--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"note.html\"\r\n"
-        f"Content-Type: text/html\r\n\r\n"
-    ).encode() + content + f"\r\n--{boundary}--\r\n".encode()
-    posted = request(address, "/upload/", "POST", body, {
-        "Content-Type": f"multipart/form-data; boundary={boundary}",
-        "Cookie": f"csrftoken={cookie}",
-        "Referer": f"http://{SITE_HOST}/",
-    })
+    posted = Uploader(address).upload("note.html", content, "text/html")
     assert posted.status == 302, posted.text[:1000]
     page = request(address, "/")
     links = re.findall(r'<a href="(/media/[^"]+)"', page.text)

@@ -1,18 +1,22 @@
 """Backups on the replicated layout: backup1 is the pgBackRest repository,
-the three Patroni members archive to it through whichever leads.
+the three Patroni members archive to it through whichever leads; it also
+keeps snapshots of web1's uploads.
 
 A point-in-time drill, a backup taken under writes and restored, and the
 repository host down for a while: the site keeps writing and the WAL
 archive has no gap once it is back."""
 import time
+import uuid
 
 import pytest
+import yaml
 
 import stack_checks as checks
 
 pytestmark = pytest.mark.layout("replicated")
 
 PGBACKREST = checks.PGBACKREST
+MEDIA_BACKUP = yaml.safe_load((checks.REPO / "formulas" / "media_backup" / "defaults.yaml").read_text())["media_backup"]
 STANZA = checks.BACKUP_STANZA
 
 
@@ -122,3 +126,25 @@ class TestBackup:
         assert traffic.failed == 0, traffic.failures
         assert not missing, missing
         assert verify.returncode == 0, verify.stdout + verify.stderr
+
+    def test_uploads_are_snapshotted_and_a_restore_brings_back_a_lost_one(self, lab, topology, say):
+        repo = checks.backup_host(topology)
+        address = lab.address(checks.hosts_with(topology, "loadbalancer")[0])
+        stem = f"keep-{uuid.uuid4().hex[:8]}"
+        content = f"{stem}\n".encode()
+        assert checks.Uploader(address).upload(f"{stem}.txt", content).status == 302
+        [name] = checks.uploads_named(lab, topology, stem)
+        lab.exec(repo, "systemctl start media-backup@daily.service", check=True, timeout=600)
+        status = lab.exec(repo, MEDIA_BACKUP["status_command"], check=True).stdout
+        # Lost from every media host's disk: the site answers 404.
+        media = checks.hosts_with(topology, "media")
+        for host in media:
+            lab.exec(host, f"rm {checks.MEDIA_ROOT}/demo/media/{name}", check=True)
+        lost = checks.request(address, f"/media/{name}").status
+        restore = lab.exec(repo, MEDIA_BACKUP["restore_command"], check=True).stdout.strip()
+        got = checks.request(address, f"/media/{name}")
+        say(f"upload {name}: snapshot taken ({status.strip()}); deleted from {media}: HTTP {lost}; "
+            f"restore: {restore}; after it: HTTP {got.status}")
+        assert lost == 404
+        assert (got.status, got.body) == (200, content)
+        assert all(checks.media_file(lab, host, name) == content for host in media)

@@ -1,0 +1,142 @@
+"""Uploads on the scaled layout's two media hosts: never overwritten, never
+missing through the load balancers, whether a media host is down, comes
+back, or joins a site that already has uploads."""
+import random
+import threading
+import time
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+import yaml
+
+import stack_checks as checks
+
+pytestmark = pytest.mark.layout("scaled")
+
+
+@pytest.fixture(scope="module")
+def topology():
+    return checks.load_layout("scaled")
+
+
+def lb(lab, topology):
+    return lab.address(checks.hosts_with(topology, "loadbalancer")[0])
+
+
+class Reader:
+    """GETs of known uploads through the load balancer, one every 0.05 s,
+    until stopped or for 10 minutes at most; counts what failed."""
+
+    def __init__(self, address, names):
+        self.address, self.names = address, list(names)
+        self.sent, self.failures = 0, []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run)
+
+    def _run(self):
+        start = time.monotonic()
+        while not self._stop.is_set() and time.monotonic() - start < 600:
+            name = random.choice(self.names)
+            self.sent += 1
+            try:
+                status = checks.request(self.address, f"/media/{name}", timeout=10).status
+            except OSError as exc:
+                status = type(exc).__name__
+            if status != 200:
+                self.failures.append((round(time.monotonic() - start, 1), name, status))
+            time.sleep(0.05)
+
+    def __enter__(self):
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self._stop.set()
+        self._thread.join()
+
+
+def upload_many(lab, topology, stem, count, workers=1):
+    """``count`` uploads named ``stem``.txt with distinct contents: {content: status}."""
+    uploader = checks.Uploader(lb(lab, topology))
+    contents = [f"{stem} upload {i} {uuid.uuid4()}\n".encode() for i in range(count)]
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        statuses = list(pool.map(lambda c: uploader.upload(f"{stem}.txt", c).status, contents))
+    return dict(zip(contents, statuses))
+
+
+class TestMedia:
+
+    def test_concurrent_uploads_of_one_name_are_distinct_files_identical_on_every_media_host(
+            self, lab, topology, say):
+        stem = f"same-{uuid.uuid4().hex[:8]}"
+        sent = upload_many(lab, topology, stem, 20, workers=20)
+        names = checks.uploads_named(lab, topology, stem)
+        media = checks.hosts_with(topology, "media")
+        on_disk = {host: {name: checks.media_file(lab, host, name) for name in names} for host in media}
+        distinct_contents = {on_disk[media[0]][name] for name in names}
+        same_everywhere = all(on_disk[h] == on_disk[media[0]] for h in media)
+        say(f"20 concurrent uploads of {stem}.txt: {sum(s == 302 for s in sent.values())} stored, "
+            f"{len(set(names))} distinct names, {len(distinct_contents)} distinct contents, "
+            f"identical on {media}: {same_everywhere}")
+        assert set(sent.values()) == {302}
+        assert len(set(names)) == 20 and distinct_contents == set(sent)
+        assert same_everywhere
+
+    def test_a_media_host_down_during_uploads_catches_up_before_it_serves_again(self, lab, topology, say):
+        media = checks.hosts_with(topology, "media")
+        down = media[-1]
+        stem = f"down-{uuid.uuid4().hex[:8]}"
+        before = upload_many(lab, topology, f"{stem}-before", 5)
+        names = checks.uploads_named(lab, topology, f"{stem}-before")
+        with Reader(lb(lab, topology), names) as reader:
+            lab.kill(down)
+            killed = time.monotonic()
+            during = upload_many(lab, topology, f"{stem}-during", 15)
+            upload_seconds = time.monotonic() - killed
+            missed = checks.uploads_named(lab, topology, f"{stem}-during")
+            reader.names += missed
+            lab.start(down)
+            # Within a minute of boot only the boot copy (before nginx) ran.
+            on_return = {name: checks.media_file(lab, down, name) is not None for name in names + missed}
+            order = lab.exec(down, "systemctl show -P ExecMainExitTimestampMonotonic media-sync.service; "
+                                   "systemctl show -P ExecMainStartTimestampMonotonic nginx.service",
+                             check=True).stdout.split()
+            checks.wait_healthy(lab, topology)
+            time.sleep(5)
+        failed_uploads = [s for s in list(before.values()) + list(during.values()) if s != 302]
+        say(f"{down} killed: 15 uploads while down took {upload_seconds:.1f} s, failed {len(failed_uploads)}; "
+            f"back after boot holding {sum(on_return.values())} of {len(on_return)} uploads before nginx "
+            f"started (copy ended at {order[0]} us, nginx started at {order[1]} us since boot); reads through "
+            f"the load balancer: sent {reader.sent}, failed {len(reader.failures)}")
+        assert not failed_uploads
+        assert all(on_return.values()), [n for n, ok in on_return.items() if not ok]
+        assert 0 < int(order[0]) <= int(order[1]), order
+        assert not reader.failures, reader.failures[:10]
+
+    def test_a_media_host_added_to_a_site_with_uploads_serves_them_all_before_traffic(
+            self, lab, topology, lab_topology, say):
+        media = checks.hosts_with(topology, "media")
+        new = media[-1]
+        without = yaml.safe_load(yaml.safe_dump(topology, sort_keys=False))
+        without["hosts"][new]["roles"] = []
+        lab_topology(yaml.safe_dump({"topology": without}, sort_keys=False))
+        lab.run_orchestrate()
+        # As a fresh host: no uploads, never copied any.
+        lab.exec(new, f"rm -rf {checks.MEDIA_ROOT}/demo/media /var/lib/media-sync", check=True)
+        stem = f"old-{uuid.uuid4().hex[:8]}"
+        upload_many(lab, topology, stem, 10)
+        old = checks.uploads_named(lab, topology, stem)
+        all_old = [line for line in checks.sql(lab, topology, "SELECT file FROM visits_upload").split()]
+        with Reader(lb(lab, topology), old) as reader:
+            lab_topology(yaml.safe_dump({"topology": topology}, sort_keys=False))
+            lab.run_orchestrate()
+            direct = {name: checks.request(lab.address(new), f"/media/{name}", port=checks.MEDIA_PORT).status
+                      for name in all_old}
+            time.sleep(3)
+        say(f"{new} added back with no uploads: serves {sum(s == 200 for s in direct.values())} of "
+            f"{len(direct)} existing uploads directly after the deploy; reads through the load balancer "
+            f"during and after: sent {reader.sent}, failed {len(reader.failures)}")
+        assert set(direct.values()) == {200}, {n: s for n, s in direct.items() if s != 200}
+        assert reader.sent > 0 and not reader.failures, reader.failures[:10]
+        assert lab.highstate() == {host: 0 for host in lab.hosts}
