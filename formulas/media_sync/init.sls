@@ -1,6 +1,7 @@
 {#- Uploads on every media host: each serves its uploads read only to the
-    others (rsync daemon) and copies what it lacks from them: before its
-    site is first served, at boot before nginx starts, and every interval.
+    others (rsync daemon) and copies what it lacks from them: at its first
+    deploy, at boot before nginx starts, and every interval. The media tree
+    is nginx.media's (applied first).
     Uploads have names of their own (djangostack.storage), so copying only
     what is missing never mixes two files. -#}
 {%- from 'media_sync/map.jinja' import media_sync with context %}
@@ -106,9 +107,8 @@ media-sync-timer:
     - require:
       - cmd: media-sync-units-loaded
 
-{#- A new host (no marker yet) copies every upload before its site is
-    served: the media role applies this formula before nginx.media, and
-    the load balancers learn of the host only in a later deploy step. It
+{#- A new host (no marker yet) copies every upload before it gets any
+    traffic: the load balancers learn of it in a later deploy step. It
     fails, stopping the deploy, when no other media host answers (retried
     while their daemons start, as in a deploy of several new hosts). #}
 media-sync-first-copy:

@@ -25,7 +25,7 @@ def test_two_media_hosts_copy_from_each_other_and_nobody_else_reads(renderer):
     assert sync["peers"] == [f"rsync://{address(layout, two)}:873"]
     assert sync["readers"] == [address(layout, two)] and sync["restorers"] == []
     assert sync["address"] == address(layout, one)
-    assert host_pillar(renderer, layout, one)["stack"]["states"] == ["media_sync", "nginx.media"]
+    assert host_pillar(renderer, layout, one)["stack"]["states"] == ["nginx.media", "media_sync"]
 
 
 def test_a_media_host_with_a_separate_backup_host_lets_it_read_and_restore(renderer):
