@@ -8,9 +8,10 @@
     The view is each member's `patroni-cluster list`: members, roles,
     state, timeline and lag; then `pgbackrest-status` on the repository
     host (last full and differential backups, the WAL archive's range) and
-    the database hosts (the leader's archiving lag and failures). Hosts are
-    found by their pillar (patroni:name, pgbackrest:stanza), so hosts left
-    out of the topology are not asked. -#}
+    the database hosts (the leader's archiving lag and failures); then the
+    backup host's snapshots of the uploads (media-backup-status). Hosts are
+    found by their pillar (patroni:name, pgbackrest:stanza, stack:roles), so
+    hosts left out of the topology are not asked. -#}
 {%- set envs = {'saltenv': saltenv, 'pillarenv': opts.get('pillarenv') or saltenv} %}
 {%- set candidate = pillar.get('switchover_to') %}
 {%- if candidate %}
@@ -41,3 +42,11 @@ backups:
     - tgt_type: pillar
     - arg:
       - /usr/local/sbin/pgbackrest-status
+
+media_backups:
+  salt.function:
+    - name: cmd.run
+    - tgt: 'stack:roles:backup'
+    - tgt_type: pillar
+    - arg:
+      - /usr/local/sbin/media-backup-status
