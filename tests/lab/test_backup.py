@@ -5,6 +5,8 @@ keeps snapshots of web1's uploads.
 A point-in-time drill, a backup taken under writes and restored, and the
 repository host down for a while: the site keeps writing and the WAL
 archive has no gap once it is back."""
+import json
+import re
 import time
 import uuid
 
@@ -12,6 +14,7 @@ import pytest
 import yaml
 
 import stack_checks as checks
+from stacklab.saltctl import STACK_ENV
 
 pytestmark = pytest.mark.layout("replicated")
 
@@ -148,3 +151,17 @@ class TestBackup:
         assert lost == 404
         assert (got.status, got.body) == (200, content)
         assert all(checks.media_file(lab, host, name) == content for host in media)
+
+    def test_the_status_view_shows_backups_archiving_and_snapshots(self, lab, topology, say):
+        """After the tests above: a full and a differential backup, WAL
+        archived by the leader, a snapshot of the uploads."""
+        view = lab.salt_run("state.orchestrate", "orchestrate.database", f"saltenv={STACK_ENV}",
+                            f"pillarenv={STACK_ENV}")
+        text = json.dumps(view).replace("\\n", "\n")
+        lines = [line.strip() for line in text.splitlines()
+                 if re.search(r"full backup|diff backup|wal archive min/max|WAL archive \(|media backups|daily\.0", line)]
+        say("status view, backup lines:\n  " + "\n  ".join(lines))
+        for wanted in (r"full backup: \d{8}-\d{6}F", r"diff backup: \d{8}-\d{6}F_\d{8}-\d{6}D",
+                       r"wal archive min/max", r"WAL archive \(this host leads\): last segment [0-9A-F]{24}, "
+                       r"archived \d+ s ago", r"daily\.0 \d{4}-\d\d-\d\d"):
+            assert any(re.search(wanted, line) for line in lines), (wanted, lines)
