@@ -388,39 +388,28 @@ class LayoutSuite:
                 assert secret_key in env_file.content_string
 
 
-class Traffic:
-    """Writes (POST /api/visits, acknowledged by a 201 with the row id) and,
-    with reads, reads (GET /) in turn through the load balancer, one every
-    0.1 s, until stopped or for 20 minutes at most. ``acked`` holds the
-    acknowledged row ids, ``acked_at`` the wall-clock time of each."""
+class Background:
+    """A bounded loop in a thread while a ``with`` block runs: step() every
+    ``interval`` seconds until the block ends or ``limit`` seconds passed."""
 
-    def __init__(self, address, reads=True):
-        self.address, self.reads = address, reads
-        self.sent = self.failed = 0
-        self.acked, self.acked_at = [], []
-        self.failures = []
+    interval, limit = 0.1, 1200
+
+    def __init__(self):
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run)
+        self.started = time.monotonic()
 
     def _run(self):
-        start = time.monotonic()
-        while not self._stop.is_set() and time.monotonic() - start < 1200:
-            write = not self.reads or self.sent % 2 == 0
-            self.sent += 1
-            try:
-                got = request(self.address, "/api/visits" if write else "/", "POST" if write else "GET",
-                                     b"" if write else None, timeout=10)
-                ok = got.status == (201 if write else 200)
-                if ok and write:
-                    self.acked.append(json.loads(got.body)["id"])
-                    self.acked_at.append(time.time())
-                why = got.status
-            except (OSError, ValueError) as exc:
-                ok, why = False, type(exc).__name__
-            if not ok:
-                self.failed += 1
-                self.failures.append((round(time.monotonic() - start, 1), "write" if write else "read", why))
-            time.sleep(0.1)
+        self.started = time.monotonic()
+        while not self._stop.is_set() and time.monotonic() - self.started < self.limit:
+            self.step()
+            time.sleep(self.interval)
+
+    def elapsed(self):
+        return round(time.monotonic() - self.started, 1)
+
+    def step(self):
+        raise NotImplementedError
 
     def __enter__(self):
         self._thread.start()
@@ -429,3 +418,34 @@ class Traffic:
     def __exit__(self, *exc):
         self._stop.set()
         self._thread.join()
+
+
+class Traffic(Background):
+    """Writes (POST /api/visits, acknowledged by a 201 with the row id) and,
+    with reads, reads (GET /) in turn through the load balancer, one every
+    0.1 s, until stopped or for 20 minutes at most. ``acked`` holds the
+    acknowledged row ids, ``acked_at`` the wall-clock time of each."""
+
+    def __init__(self, address, reads=True):
+        super().__init__()
+        self.address, self.reads = address, reads
+        self.sent = self.failed = 0
+        self.acked, self.acked_at = [], []
+        self.failures = []
+
+    def step(self):
+        write = not self.reads or self.sent % 2 == 0
+        self.sent += 1
+        try:
+            got = request(self.address, "/api/visits" if write else "/", "POST" if write else "GET",
+                          b"" if write else None, timeout=10)
+            ok = got.status == (201 if write else 200)
+            if ok and write:
+                self.acked.append(json.loads(got.body)["id"])
+                self.acked_at.append(time.time())
+            why = got.status
+        except (OSError, ValueError) as exc:
+            ok, why = False, type(exc).__name__
+        if not ok:
+            self.failed += 1
+            self.failures.append((self.elapsed(), "write" if write else "read", why))

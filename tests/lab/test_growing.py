@@ -3,8 +3,6 @@ everything for a host of its own, by the README's procedure (pillar edits
 and orchestrate runs), under a bounded read/write loop through the load
 balancer. Every row written before, and every write acknowledged during
 the move, is on the new host; the old host's data directory is kept."""
-import json
-import threading
 import time
 
 import pytest

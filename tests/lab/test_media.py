@@ -2,7 +2,6 @@
 missing through the load balancers, whether a media host is down, comes
 back, or joins a site that already has uploads."""
 import random
-import threading
 import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
@@ -24,36 +23,26 @@ def lb(lab, topology):
     return lab.address(checks.hosts_with(topology, "loadbalancer")[0])
 
 
-class Reader:
+class Reader(checks.Background):
     """GETs of known uploads through the load balancer, one every 0.05 s,
     until stopped or for 10 minutes at most; counts what failed."""
 
+    interval, limit = 0.05, 600
+
     def __init__(self, address, names):
+        super().__init__()
         self.address, self.names = address, list(names)
         self.sent, self.failures = 0, []
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run)
 
-    def _run(self):
-        start = time.monotonic()
-        while not self._stop.is_set() and time.monotonic() - start < 600:
-            name = random.choice(self.names)
-            self.sent += 1
-            try:
-                status = checks.request(self.address, f"/media/{name}", timeout=10).status
-            except OSError as exc:
-                status = type(exc).__name__
-            if status != 200:
-                self.failures.append((round(time.monotonic() - start, 1), name, status))
-            time.sleep(0.05)
-
-    def __enter__(self):
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc):
-        self._stop.set()
-        self._thread.join()
+    def step(self):
+        name = random.choice(self.names)
+        self.sent += 1
+        try:
+            status = checks.request(self.address, f"/media/{name}", timeout=10).status
+        except OSError as exc:
+            status = type(exc).__name__
+        if status != 200:
+            self.failures.append((self.elapsed(), name, status))
 
 
 def upload_many(lab, topology, stem, count, workers=1):
