@@ -1,17 +1,18 @@
-{#- The database tier: its view (Patroni members, backup health), and a
+{#- The database tier: its view (the cluster, backup health), and a
     planned switchover.
 
       salt-run state.orchestrate orchestrate.database saltenv=stack pillarenv=stack
       salt-run state.orchestrate orchestrate.database saltenv=stack pillarenv=stack \
           pillar='{"switchover_to": "db2"}'
 
-    The view is each member's `patroni-cluster list`: members, roles,
-    state, timeline and lag; then `pgbackrest-status` on the repository
-    host (last full and differential backups, the WAL archive's range) and
-    the database hosts (the leader's archiving lag and failures); then the
-    backup host's snapshots of the uploads (media-backup-status). Hosts are
-    found by their pillar (patroni:name, pgbackrest:stanza, stack:roles), so
-    hosts left out of the topology are not asked. -#}
+    The view asks every database and backup host (found by their pillar,
+    so hosts left out of the topology are not asked) for what it has: the
+    Patroni cluster (`patroni-cluster list`: members, roles, state,
+    timeline, lag) or the plain cluster (`pg_lsclusters`); backup health
+    (`pgbackrest-status`: the repository's last full and differential
+    backups and WAL archive range, the leader's archiving lag and
+    failures); the uploads' snapshots (`media-backup-status`). One step for
+    every layout: a step whose target matches no host would fail. -#}
 {%- set envs = {'saltenv': saltenv, 'pillarenv': opts.get('pillarenv') or saltenv} %}
 {%- set candidate = pillar.get('switchover_to') %}
 {%- if candidate %}
@@ -24,29 +25,17 @@ switchover:
     - pillarenv: {{ envs.pillarenv }}
     - failhard: True
     - require_in:
-      - salt: cluster
+      - salt: view
 {%- endif %}
 
-cluster:
+view:
   salt.function:
-    - name: cmd.run
-    - tgt: 'patroni:name:*'
-    - tgt_type: pillar
+    - name: cmd.shell
+    - tgt: 'I@stack:roles:database or I@stack:roles:backup'
+    - tgt_type: compound
     - arg:
-      - /usr/local/sbin/patroni-cluster list
-
-backups:
-  salt.function:
-    - name: cmd.run
-    - tgt: 'pgbackrest:stanza:*'
-    - tgt_type: pillar
-    - arg:
-      - /usr/local/sbin/pgbackrest-status
-
-media_backups:
-  salt.function:
-    - name: cmd.run
-    - tgt: 'stack:roles:backup'
-    - tgt_type: pillar
-    - arg:
-      - /usr/local/sbin/media-backup-status
+      - >-
+        if [ -x /usr/local/sbin/patroni-cluster ]; then /usr/local/sbin/patroni-cluster list;
+        elif [ -d /etc/postgresql ]; then pg_lsclusters; fi;
+        for view in /usr/local/sbin/pgbackrest-status /usr/local/sbin/media-backup-status;
+        do if [ -x $view ]; then $view; fi; done

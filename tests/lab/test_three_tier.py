@@ -1,5 +1,6 @@
 """three-tier: LB → two app hosts → database (+cache) host; a media host
 (+ the backup repository)."""
+import json
 import re
 
 import pytest
@@ -46,6 +47,10 @@ class TestThreeTier(checks.LayoutSuite):
             checks.drop_scratch(lab, database, "latest")
         say(f"rows on the live database {live}, in a restore of the whole archive {restored}")
         assert restored == live
+        # The status view works without Patroni: the plain cluster, its backups.
+        view = json.dumps(lab.salt_run("state.orchestrate", "orchestrate.database", f"saltenv={STACK_ENV}",
+                                       f"pillarenv={STACK_ENV}"))
+        assert re.search(r"\d+ +main +\d+ +online", view) and re.search(r"full backup: \d{8}-\d{6}F", view), view
 
     def test_sixty_seconds_of_load_through_the_lb_without_an_error(self, lab, topology, say):
         result = checks.sustained_load(lab, topology, seconds=60, say=say)
