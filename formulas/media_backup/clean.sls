@@ -1,5 +1,6 @@
 {#- The backup role left this host: the uploads' snapshot timers stop and
-    go, with the commands. The snapshots stay (data is never removed).
+    go, with the commands and rsnapshot. The snapshots stay (data is never
+    removed).
     Needs no pillar; a no-op on a host that never had the role. -#}
 {%- from 'media_backup/map.jinja' import media_backup with context %}
 {%- for level in media_backup.levels %}
@@ -22,3 +23,11 @@ media-backup-files-absent:
       - /etc/systemd/system/{{ media_backup.unit }}.service
       - {{ media_backup.restore_command }}
       - {{ media_backup.status_command }}
+
+media-backup-package-removed:
+  pkg.removed:
+    - name: {{ media_backup.package }}
+    - require:
+{%- for level in media_backup.levels %}
+      - service: media-backup-{{ level.name }}-timer-stopped
+{%- endfor %}
