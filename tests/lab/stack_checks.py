@@ -20,8 +20,14 @@ from stackpillar.registry import resolve_registry
 from stackpillar.topology import role_port
 from tests.layouts import EXAMPLE_APPS, REGISTRY, REPO, hosts_with, load_layout, role_ports
 
+
+def formula_defaults(formula):
+    """A formula's defaults.yaml: the commands and paths it installs."""
+    return yaml.safe_load((REPO / "formulas" / formula / "defaults.yaml").read_text())[formula]
+
+
 BACKUP_STANZA = stackpillar.adapters.BACKUP_STANZA
-MEDIA_ROOT = yaml.safe_load((REPO / "formulas" / "nginx" / "defaults.yaml").read_text())["nginx"]["media"]["root"]
+MEDIA_ROOT = formula_defaults("nginx")["media"]["root"]
 MEDIA_PORT = role_ports("media")["media"][0]
 MEMCACHED_PORT = role_ports("cache")["memcached"][0]
 
@@ -142,7 +148,8 @@ def check_archiving(lab, topology):
 
 
 # Backups (pgBackRest): the formula's defaults name the commands it installs.
-PGBACKREST = yaml.safe_load((REPO / "formulas" / "pgbackrest" / "defaults.yaml").read_text())["pgbackrest"]
+PGBACKREST = formula_defaults("pgbackrest")
+MEDIA_BACKUP = formula_defaults("media_backup")
 SCRATCH_PSQL = f"psql -h /var/run/postgresql -p {PGBACKREST['scratch_port']} -d demo -AtX"
 
 

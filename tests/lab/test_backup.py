@@ -11,7 +11,6 @@ import time
 import uuid
 
 import pytest
-import yaml
 
 import stack_checks as checks
 from stacklab.saltctl import STACK_ENV
@@ -19,7 +18,7 @@ from stacklab.saltctl import STACK_ENV
 pytestmark = pytest.mark.layout("replicated")
 
 PGBACKREST = checks.PGBACKREST
-MEDIA_BACKUP = yaml.safe_load((checks.REPO / "formulas" / "media_backup" / "defaults.yaml").read_text())["media_backup"]
+MEDIA_BACKUP = checks.MEDIA_BACKUP
 STANZA = checks.BACKUP_STANZA
 
 
