@@ -9,6 +9,7 @@
   {{ opts.id | json }}:
     - match: list
     - stack.host
+    - firewall
 {%-   for sls in stack.get('states', []) %}
     - {{ sls }}
 {%-   endfor %}

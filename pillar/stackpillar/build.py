@@ -1,6 +1,7 @@
 """Each host's pillar, and the ordered deploy's steps, from the site data
 and the registry."""
 from . import adapters
+from .firewall import host_firewall
 from .registry import resolve_registry, roles_in_deploy_order
 from .site import check_apps
 from .topology import check_topology, hosts_with, topology_warnings
@@ -47,6 +48,8 @@ def build_pillar(host_id, site, registry):
             "retire": [s for r in registry["roles"] if r not in ctx.roles
                        for s in registry["roles"][r]["retire"]],
         },
+        # Inbound: what the roles held here listen on, to the roles it serves.
+        "firewall": host_firewall(topology, registry, apps, host_id),
         # Every host publishes the addresses it really has on the private
         # network, so a topology address no host holds shows before a deploy.
         "mine_functions": {"private_addresses": [{"mine_function": "network.ip_addrs"},

@@ -14,7 +14,7 @@ from .registry import effective_role, present_roles, resolve_registry
 _LABEL = r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?"
 MINION_ID = re.compile(rf"^{_LABEL}(?:\.{_LABEL})*$")
 HOST_KEYS = ("address", "roles", "options")
-TOPOLOGY_KEYS = ("network", "hosts")
+TOPOLOGY_KEYS = ("network", "hosts", "admin_networks")
 SIZE = re.compile(r"^[0-9]+[kmg]?$", re.I)
 
 
@@ -52,6 +52,8 @@ def check_topology(data, registry):
         options = _options(key, host.get("options"), held, roles)
         checked[hid] = {"address": address, "roles": held, "options": options}
     result = {"network": str(network), "hosts": checked}
+    if "admin_networks" in topology:
+        result["admin_networks"] = _admin_networks(topology["admin_networks"])
     _counts(result, registry)
     _same_on_every_host(result, roles)
     _ports_distinct(result, resolve_registry(registry, result))
@@ -70,6 +72,9 @@ def topology_warnings(topology, registry):
             warnings.append(f"topology:hosts: the role {role} has {_count(len(holders))} "
                             f"({', '.join(holders)}), fewer than the {advise['min']} advised: "
                             f"{' '.join(advise['why'].split())}")
+    if "admin_networks" not in topology:
+        warnings.append("topology:admin_networks is not set: ssh is open to every address on every host; "
+                        "list the networks admins connect from (a bastion, a VPN)")
     return warnings
 
 
@@ -92,6 +97,17 @@ def _network(value):
         raise TopologyError("topology:network", "must be the private IPv4 network in CIDR form, "
                             f"e.g. 10.77.0.0/24 (got {value!r}: {exc})") from None
     return network
+
+
+def _admin_networks(value):
+    """The networks ssh is open to on every host, in CIDR form (v4 or v6)."""
+    key = "topology:admin_networks"
+    if isinstance(value, str) or not isinstance(value, list) or not value:
+        raise TopologyError(key, "must be a list of networks in CIDR form, e.g. [192.0.2.0/24]")
+    try:
+        return [str(ipaddress.ip_network(str(v), strict=True)) for v in value]
+    except ValueError as exc:
+        raise TopologyError(key, f"{exc} (a network in CIDR form, host bits zero)") from None
 
 
 def _address(key, value, network, used):

@@ -40,8 +40,12 @@ def run():
         # Every host first proves it matches the topology; nothing changes if one does not.
         "host-check": {"salt.state": _on(everyone, sls="stack.host", failhard=True,
                                          require=[{"salt": "update-mine"}], **envs)},
+        # Each host opens its ports to this topology's peers before any of
+        # them is deployed (and closes them to hosts that left).
+        "firewall": {"salt.state": _on(everyone, sls="firewall", failhard=True,
+                                       require=[{"salt": "host-check"}], **envs)},
     }
-    previous = "host-check"
+    previous = "firewall"
     for step, states, hosts in steps:
         plan[step] = {"salt.state": _on(hosts, sls=states, failhard=True,
                                         require=[{"salt": previous}], **envs)}

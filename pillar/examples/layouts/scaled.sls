@@ -3,6 +3,9 @@
 # hosts. Minion ids are FQDNs, Salt's default id on a real server.
 topology:
   network: 10.77.0.0/24
+  # ssh reaches every host only from these (the lab: its machine, the
+  # network's gateway; a real site: its bastion or VPN).
+  admin_networks: [10.77.0.1/32]
   hosts:
     lb-01.example.internal:
       address: 10.77.0.10

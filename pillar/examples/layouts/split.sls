@@ -1,6 +1,9 @@
 # The first step out: the database gets its own host.
 topology:
   network: 10.77.0.0/24
+  # ssh reaches every host only from these (the lab: its machine, the
+  # network's gateway; a real site: its bastion or VPN).
+  admin_networks: [10.77.0.1/32]
   hosts:
     web1:
       address: 10.77.0.10

@@ -4,6 +4,9 @@
 # backups (pgBackRest): off the database host, on a disk sized for files.
 topology:
   network: 10.77.0.0/24
+  # ssh reaches every host only from these (the lab: its machine, the
+  # network's gateway; a real site: its bastion or VPN).
+  admin_networks: [10.77.0.1/32]
   hosts:
     lb1:
       address: 10.77.0.10

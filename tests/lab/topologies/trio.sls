@@ -4,6 +4,9 @@
 # lab publishes its port 80; charlie's id is an FQDN, Salt's default id.
 topology:
   network: 10.77.0.0/24
+  # ssh reaches every host only from these (the lab: its machine, the
+  # network's gateway; a real site: its bastion or VPN).
+  admin_networks: [10.77.0.1/32]
   hosts:
     alpha:
       address: 10.77.0.11

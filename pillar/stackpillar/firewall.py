@@ -1,0 +1,34 @@
+"""Each host's inbound firewall, as data: the registry's ports of the roles
+the host holds, each open to the addresses of the hosts holding a role the
+port lists in `from` (anyone for `public`), and ssh from the admin networks.
+The firewall formula writes it as one nftables table."""
+from .topology import hosts_with, role_port
+
+SSH_PORT = 22
+
+
+def host_firewall(topology, registry, apps, host_id):
+    """{'rules': [{port, sources, why}]} for ``host_id``, ordered by port;
+    sources None = any address. ``registry`` is resolved for the topology
+    (its `with` variants applied). The host's own address needs no rule: its
+    traffic to itself arrives on lo."""
+    host = topology["hosts"][host_id]
+    # Without admin_networks ssh stays open to all (topology_warnings says so).
+    rules = [{"port": SSH_PORT, "sources": topology.get("admin_networks"), "why": "ssh from the admin networks"}]
+    for role in host["roles"]:
+        for name, spec in registry["roles"][role]["ports"].items():
+            sources = None
+            if "public" not in spec["from"]:
+                peers = {h for source in spec["from"] for h in hosts_with(topology, source)} - {host_id}
+                sources = [address for h, address in _addresses(topology) if h in peers]
+                if not sources:
+                    continue  # every host it is open to is this one
+            port = role_port(topology, registry, host_id, role, name)
+            for number in [port] if port else [app["port"] for _, app in sorted(apps.items())]:
+                rules.append({"port": number, "sources": sources,
+                              "why": f"{role} {name} from {', '.join(spec['from'])}"})
+    return {"rules": sorted(rules, key=lambda rule: rule["port"])}
+
+
+def _addresses(topology):
+    return [(h, spec["address"]) for h, spec in topology["hosts"].items()]
