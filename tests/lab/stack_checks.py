@@ -2,6 +2,7 @@
 balancers, real SQL on the database host, testinfra on every host."""
 from __future__ import annotations
 
+import concurrent.futures
 import dataclasses
 import http.client
 import json
@@ -354,6 +355,99 @@ def sustained_load(lab, topology, seconds, say=print, connections=32):
     )
 
 
+# Run on a lab host: [[address, port], ...] on stdin; prints
+# {"address port": "open" | "closed" | "filtered"} (closed: refused;
+# filtered: no answer, the firewall dropped it).
+SCAN = """
+import asyncio, json, sys
+async def probe(address, port):
+    try:
+        _, writer = await asyncio.wait_for(asyncio.open_connection(address, port), 2)
+        writer.close()
+        return "open"
+    except ConnectionRefusedError:
+        return "closed"
+    except (asyncio.TimeoutError, OSError):
+        return "filtered"
+async def main(targets):
+    found = await asyncio.gather(*(probe(a, p) for a, p in targets))
+    print(json.dumps({f"{a} {p}": f for (a, p), f in zip(targets, found)}))
+asyncio.run(main(json.load(sys.stdin)))
+"""
+SSH_PORT = 22
+# A port no role uses: closed to everyone (the firewall drops it).
+UNUSED_PORT = 9
+
+
+def port_plan(topology):
+    """From the registry alone: {host: {port: (listening, allowed sources or
+    None for anyone)}} for every port a role could use on a host, ssh
+    (admin networks only: no lab host) and a port no role uses."""
+    registry = resolve_registry(REGISTRY, topology)
+    plan = {}
+    for host_id, spec in topology["hosts"].items():
+        ports = {SSH_PORT: (False, set()), UNUSED_PORT: (False, set())}
+        for role, entry in registry["roles"].items():
+            for name, port_spec in entry["ports"].items():
+                number = role_port(topology, registry, host_id, role, name)
+                for port in [number] if number else [app["port"] for app in APPS.values()]:
+                    ports.setdefault(port, (False, set()))
+                    if role not in spec["roles"]:
+                        continue
+                    if "public" in port_spec["from"]:
+                        ports[port] = (True, None)
+                        continue
+                    peers = {h for r in port_spec["from"] for h in hosts_with(topology, r)} - {host_id}
+                    listening = bool(peers) or not port_spec.get("remote_only")
+                    ports[port] = (listening, peers)
+        plan[host_id] = ports
+    return plan
+
+
+def expected_scan(topology, source):
+    """What ``source`` (a topology host, or the outsider: None) finds on
+    every other host: open where a role listens and lets it in, closed
+    where it is let in but nothing listens, filtered everywhere else."""
+    found = {}
+    for target, ports in port_plan(topology).items():
+        if target == source:
+            continue
+        address = topology["hosts"][target]["address"]
+        for port, (listening, allowed) in ports.items():
+            let_in = allowed is None or source in allowed
+            found[f"{address} {port}"] = ("open" if listening else "closed") if let_in else "filtered"
+    return found
+
+
+def scan_from(lab, host, targets):
+    run = lab.exec(host, ["python3", "-c", SCAN], input=json.dumps(targets), check=True, timeout=120)
+    return json.loads(run.stdout)
+
+
+def check_firewalls(lab, topology, say=print):
+    """Every topology host and the outsider scan every other topology host;
+    what they find is exactly what the registry allows. Prints the open
+    ports per source and target."""
+    sources = {h: h for h in topology["hosts"]} | {lab.outsider: None}
+
+    def scan(source):
+        expected = expected_scan(topology, sources[source])
+        targets = [[a, int(p)] for a, p in (key.split() for key in expected)]
+        return source, expected, scan_from(lab, source, targets)
+
+    with concurrent.futures.ThreadPoolExecutor(len(sources)) as pool:
+        results = list(pool.map(scan, sources))
+    names = {spec["address"]: h for h, spec in topology["hosts"].items()}
+    wrong = []
+    for source, expected, found in results:
+        for target in dict.fromkeys(key.split()[0] for key in found):
+            opened = sorted(int(k.split()[1]) for k, v in found.items() if k.startswith(f"{target} ") and v == "open")
+            say(f"  {source:>28} -> {names[target]:<28} open: {' '.join(map(str, opened)) or '-'}")
+        wrong += [f"{source} -> {names[k.split()[0]]}:{k.split()[1]}: {found.get(k)}, expected {v}"
+                  for k, v in expected.items() if found.get(k) != v]
+    assert not wrong, "\n".join(wrong)
+
+
 class LayoutSuite:
     """What every layout must show once deployed; a module marks its layout and subclasses this."""
 
@@ -375,6 +469,9 @@ class LayoutSuite:
 
     def test_private_services_listen_on_the_private_address_only(self, lab, topology):
         check_private_listeners(lab, topology)
+
+    def test_every_port_is_open_exactly_to_the_roles_the_registry_names(self, lab, topology, say):
+        check_firewalls(lab, topology, say)
 
     def test_secrets_only_on_hosts_that_use_them(self, lab, topology):
         secrets = yaml.safe_load((lab.site_dir / "secrets.sls").read_text())["secrets"]
