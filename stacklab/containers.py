@@ -4,6 +4,9 @@ minion configuration, and removing a lab so that nothing is left.
 Per lab, on one Docker bridge network with the topology's subnet:
 
 - ``stacklab-<layout>-aptproxy``: apt-cacher-ng (cache on this machine);
+- ``stacklab-<layout>-acme``: pebble, the ACME server the lab's load
+  balancers get their certificates from (its /etc/hosts points the apps'
+  names at the load balancers, as a site's DNS would);
 - ``stacklab-<layout>-master``: systemd + salt-master (hostname ``salt``),
   with the whole repo read-only at /srv/django-stack, the lab's site pillar
   root at /srv/site and the lab's stand-in for a site's own states at
@@ -22,6 +25,7 @@ import socket
 from typing import TYPE_CHECKING, Callable, Sequence
 
 from . import docker
+from . import site
 from .site import LAB_BASE, WHEELHOUSE_MOUNT
 from .util import LabError, Progress, wait_until
 
@@ -129,6 +133,12 @@ def create(lab: "Lab", imgs: "ImageSet", keys: dict[str, tuple[str, str]]) -> No
         "--hostname", "aptproxy", "--ip", lab.proxy_address, "--network-alias", "aptproxy",
         *label_args(lab.labels("aptproxy") + [f"stacklab.address={lab.proxy_address}"]),
         "-v", f"{s.apt_cache}:/var/cache/apt-cacher-ng", imgs.aptproxy]))
+    names = [name for app in site.load_apps(s.repo).values() for name in app.get("server_names") or []]
+    runs.append((lab.container("acme"), [
+        "--hostname", "acme", "--ip", lab.acme_address, "--network-alias", "acme",
+        *label_args(lab.labels("acme") + [f"stacklab.address={lab.acme_address}"]),
+        *[x for name in names for h in topo.with_role("loadbalancer") for x in ("--add-host", f"{name}:{h.address}")],
+        "-v", f"{lab.dir / 'acme'}:{site.ACME_MOUNT}:ro", imgs.acme]))
     runs.append((lab.container("master"), [
         "--hostname", "salt", "--ip", lab.master_address, "--network-alias", "salt",
         *label_args(lab.labels("master") + [f"stacklab.address={lab.master_address}"]),
@@ -145,15 +155,15 @@ def create(lab: "Lab", imgs: "ImageSet", keys: dict[str, tuple[str, str]]) -> No
         labels = lab.labels("host", host.id) + [
             f"stacklab.address={host.address}", f"stacklab.roles={','.join(host.roles)}"]
         # Ports from the role registry (roles.<role>.lab.publish), on
-        # 127.0.0.1 from STACKLAB_HTTP_PORT up; port 80 is the site's URL.
+        # 127.0.0.1 from STACKLAB_HTTP_PORT up; port 443 is the site's URL.
         published, url = [], None
         for inner in topo.published_ports(host.id):
             while not port_free(port):
                 port += 1
             publish += ["-p", f"127.0.0.1:{port}:{inner}"]
             published.append(f"127.0.0.1:{port}->{inner}")
-            if inner == 80 and url is None:
-                url = f"http://127.0.0.1:{port}/"
+            if inner == 443 and url is None:
+                url = f"https://127.0.0.1:{port}/"
             port += 1
         if url:
             labels.append(f"stacklab.url={url}")
@@ -168,7 +178,7 @@ def create(lab: "Lab", imgs: "ImageSet", keys: dict[str, tuple[str, str]]) -> No
         "--hostname", lab.outsider, "--ip", lab.outsider_address, "--network-alias", lab.outsider,
         *label_args(lab.labels("outsider", lab.outsider) + [f"stacklab.address={lab.outsider_address}"]),
         *docker.SYSTEMD_RUN_FLAGS, imgs.base]))
-    with p.step(f"starting {len(runs)} containers (apt proxy, master, {len(lab.hosts)} hosts, outsider)"):
+    with p.step(f"starting {len(runs)} containers (apt proxy, ACME server, master, {len(lab.hosts)} hosts, outsider)"):
         parallel(lambda r: docker.docker("run", "-d", "--name", r[0], *common, *r[1], timeout=180),
                  runs, workers=3)
     systemd = [lab.container("master")] + [lab.container(h) for h in lab.minions]

@@ -11,7 +11,8 @@ on top of it. Per release (``trixie``, ``bookworm``), tagged
   in it, with that release's own Python (trixie's 3.13 has to compile
   Salt's ``timelib``);
 - ``base``: rootfs + Salt from the release's Salt wheelhouse, in /opt/salt;
-- ``aptproxy``: rootfs + apt-cacher-ng.
+- ``aptproxy``: rootfs + apt-cacher-ng;
+- ``acme``: rootfs + pebble, the lab's ACME server.
 
 pip in a build container reaches PyPI over HTTPS with this machine's CA
 bundle mounted (PIP_CERT/REQUESTS_CA_BUNDLE point at it): Debian's own
@@ -33,7 +34,7 @@ from .config import SALT_VERSION, Settings, check_release
 from .util import LabError, Progress, file_lock, hash_tree, run_logged, sha256_text
 
 RECIPE_DIR = Path(__file__).resolve().parent / "recipe"
-KINDS = ("aptproxy", "base", "build", "rootfs")
+KINDS = ("acme", "aptproxy", "base", "build", "rootfs")
 
 DEBOOTSTRAP_MIRROR = "http://deb.debian.org/debian"
 DEBOOTSTRAP_INCLUDE = [
@@ -78,6 +79,7 @@ class ImageSet:
     build: str
     base: str
     aptproxy: str
+    acme: str
 
 
 def _recipe(name: str) -> str:
@@ -121,6 +123,10 @@ def aptproxy_hash(rootfs_ref: str) -> str:
     return sha256_text(
         "aptproxy-v2", rootfs_ref, _recipe("Dockerfile.aptproxy"), _recipe("zz-stacklab.conf"),
     )[:12]
+
+
+def acme_hash(rootfs_ref: str) -> str:
+    return sha256_text("acme-v1", rootfs_ref, _recipe("Dockerfile.acme"))[:12]
 
 
 # --- builds -------------------------------------------------------------------
@@ -375,9 +381,14 @@ def ensure_images(settings: Settings, release: str, progress: Progress) -> Image
             _docker_build(settings, aptproxy, ah, df, {
                 "zz-stacklab.conf": RECIPE_DIR / "zz-stacklab.conf",
             }, progress, f"docker build {aptproxy} (apt-cacher-ng)")
-        _prune(settings.image_prefix, release, {rootfs, build, base, aptproxy})
-    progress(f"images ({release}): {base}, {aptproxy}")
-    return ImageSet(release=release, rootfs=rootfs, build=build, base=base, aptproxy=aptproxy)
+        mh = acme_hash(rootfs)
+        acme = _ref(settings, "acme", release, mh)
+        if not docker.image_exists(acme):
+            _docker_build(settings, acme, mh, _recipe("Dockerfile.acme").format(rootfs=rootfs), {},
+                          progress, f"docker build {acme} (pebble)")
+        _prune(settings.image_prefix, release, {rootfs, build, base, aptproxy, acme})
+    progress(f"images ({release}): {base}, {aptproxy}, {acme}")
+    return ImageSet(release=release, rootfs=rootfs, build=build, base=base, aptproxy=aptproxy, acme=acme)
 
 
 def _refs(prefix: str, kind: str) -> list[str]:

@@ -57,8 +57,8 @@ class Lab(SaltMixin):
         self.topology = topology.load(layout, self.settings.layout_dirs, self.settings.pillar_lib)
         self.name = self.topology.name
         self.network = f"stacklab-{self.name}"
-        self.master_address, self.proxy_address, self.outsider_address = \
-            self.topology.free_top_addresses(3)
+        self.master_address, self.proxy_address, self.outsider_address, self.acme_address = \
+            self.topology.free_top_addresses(4)
         self.dir = self.settings.state_dir / self.name
         self.site_dir = self.dir / "site"
         self.hosts = list(self.topology.hosts)
@@ -71,14 +71,14 @@ class Lab(SaltMixin):
     # --- names -----------------------------------------------------------
     def container(self, host: str) -> str:
         """Container name of a minion (topology host or the outsider), or of
-        'salt'/'master', 'aptproxy': stacklab-<layout>-<name>."""
+        'salt'/'master', 'aptproxy', 'acme': stacklab-<layout>-<name>."""
         if host in MASTER_NAMES:
             return f"stacklab-{self.name}-master"
-        if host == "aptproxy" or host == self.outsider:
+        if host in ("aptproxy", "acme") or host == self.outsider:
             return f"stacklab-{self.name}-{host}"
         if host not in self.topology.hosts:
             raise LabError(f"no host {host!r} in layout {self.name} "
-                           f"(hosts: {', '.join(self.hosts)}; also salt, aptproxy, {self.outsider})")
+                           f"(hosts: {', '.join(self.hosts)}; also salt, aptproxy, acme, {self.outsider})")
         return f"stacklab-{self.name}-{host}"
 
     def address(self, host: str) -> str:
@@ -86,6 +86,8 @@ class Lab(SaltMixin):
             return self.master_address
         if host == "aptproxy":
             return self.proxy_address
+        if host == "acme":
+            return self.acme_address
         if host == self.outsider:
             return self.outsider_address
         self.container(host)
@@ -123,12 +125,12 @@ class Lab(SaltMixin):
         return {}
 
     def _expected(self) -> list[str]:
-        return [self.container(h) for h in ("aptproxy", "master", *self.minions)]
+        return [self.container(h) for h in ("aptproxy", "acme", "master", *self.minions)]
 
     def fingerprint(self, imgs: images.ImageSet) -> str:
         """What a running lab must match to be reused: release, images, mounts, topology."""
         s = self.settings
-        return sha256_text(self.release, imgs.base, imgs.aptproxy, str(s.repo), str(s.cache_dir),
+        return sha256_text(self.release, imgs.base, imgs.aptproxy, imgs.acme, str(s.repo), str(s.cache_dir),
                            str(self.site_dir), str(site.LAB_BASE), self.topology.text,
                            "outsider-v1")[:16]
 
@@ -151,7 +153,8 @@ class Lab(SaltMixin):
     def write_site(self) -> Path:
         """(Re)write .lab/<layout>/site/ (see stacklab/site.py): topology.sls
         (a copy of the layout file), apps.sls, secrets.sls (kept), overrides.sls."""
-        return site.write_site(self.site_dir, self.settings.repo, self._topology_sls())
+        acme_ca = site.acme_server_files(self.dir / "acme", self.acme_address)
+        return site.write_site(self.site_dir, self.settings.repo, self._topology_sls(), self.acme_address, acme_ca)
 
     def set_topology(self, yaml_text: str) -> None:
         """Replace the lab's topology.sls with literal YAML (e.g. a role moved

@@ -32,6 +32,11 @@ LAB_BASE = Path(__file__).resolve().parent / "lab-base"
 OUTSIDER_STATE_IDS = ["outsider-was-here"]
 OUTSIDER_FILE = "/etc/outsider-was-here"
 SITE_FILES = ("topology.sls", "apps.sls", "secrets.sls", "overrides.sls")
+# The lab's ACME server (pebble): its directory, and where its container
+# finds the files acme_server_files writes.
+ACME_PORT = 14000
+ACME_MANAGEMENT_PORT = 15000
+ACME_MOUNT = "/etc/stacklab-acme"
 
 
 def write_atomic(path: Path, text: str, mode: int) -> None:
@@ -48,6 +53,69 @@ def topology_copy(text: str, source: Path) -> str:
     """A layout file as the site's topology.sls: its text verbatim (plain
     YAML), after a line saying where it came from."""
     return f"# Copied by stacklab from {source}\n{text}"
+
+
+def acme_server_files(acme_dir: Path, address: str) -> str:
+    """pebble's config and the certificate of its HTTPS listener (for its
+    address, from a CA of the lab's own), made once per address; returns
+    that CA's PEM, which the lab's pillar asks load balancers to trust."""
+    import datetime
+    import ipaddress
+    import json
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    ca_file, stamp = acme_dir / "ca.pem", acme_dir / "address"
+    if ca_file.is_file() and stamp.is_file() and stamp.read_text() == address:
+        return ca_file.read_text()
+    now = datetime.datetime.now(datetime.timezone.utc)
+    ca_key, key = ec.generate_private_key(ec.SECP256R1()), ec.generate_private_key(ec.SECP256R1())
+
+    def cert(subject, public_key, issuer, is_ca, extensions=()):
+        builder = (x509.CertificateBuilder().subject_name(subject).issuer_name(issuer)
+                   .public_key(public_key).serial_number(x509.random_serial_number())
+                   .not_valid_before(now - datetime.timedelta(hours=1))
+                   .not_valid_after(now + datetime.timedelta(days=3650))
+                   .add_extension(x509.BasicConstraints(ca=is_ca, path_length=None), critical=True))
+        for extension in extensions:
+            builder = builder.add_extension(extension, critical=False)
+        return builder.sign(ca_key, hashes.SHA256())
+
+    ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "stacklab ACME listener CA")])
+    ca = cert(ca_name, ca_key.public_key(), ca_name, True)
+    leaf = cert(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, address)]), key.public_key(), ca_name,
+                False, [x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address(address))])])
+    pem = serialization.Encoding.PEM
+    write_atomic(acme_dir / "cert.pem", leaf.public_bytes(pem).decode(), 0o644)
+    # pebble runs as root in its container; the mount is read-only.
+    write_atomic(acme_dir / "key.pem", key.private_bytes(pem, serialization.PrivateFormat.PKCS8,
+                                                         serialization.NoEncryption()).decode(), 0o644)
+    write_atomic(acme_dir / "pebble-config.json", json.dumps({"pebble": {
+        "listenAddress": f"0.0.0.0:{ACME_PORT}",
+        "managementListenAddress": f"0.0.0.0:{ACME_MANAGEMENT_PORT}",
+        "certificate": f"{ACME_MOUNT}/cert.pem",
+        "privateKey": f"{ACME_MOUNT}/key.pem",
+        # HTTP-01 challenges go to the load balancers' port 80.
+        "httpPort": 80,
+        "tlsPort": 443,
+        "ocspResponderURL": "",
+        "externalAccountBindingRequired": False,
+    }}, indent=2) + "\n", 0o644)
+    write_atomic(ca_file, ca.public_bytes(pem).decode(), 0o644)
+    write_atomic(stamp, address, 0o644)
+    return ca_file.read_text()
+
+
+def lab_apps(apps: dict, acme_address: str, acme_ca: str) -> dict:
+    """The example's apps, each served over HTTPS with a certificate from
+    the lab's ACME server (the whole issuance path, offline)."""
+    directory = f"https://{acme_address}:{ACME_PORT}/dir"
+    return {"apps": {name: {**app, "tls": {"source": "acme", "directory": directory,
+                                           "email": "ops@example.com", "ca_certificate": acme_ca}}
+                     for name, app in apps.items()}}
 
 
 def load_apps(repo: Path) -> dict:
@@ -93,14 +161,16 @@ def overrides_for(apps: dict) -> dict:
     }
 
 
-def write_site(site_dir: Path, repo: Path, topology_sls: str) -> Path:
+def write_site(site_dir: Path, repo: Path, topology_sls: str, acme_address: str, acme_ca: str) -> Path:
     """(Re)write the lab's site pillar root; secrets.sls is generated once
     and kept (new apps get their secrets added)."""
     site_dir.mkdir(parents=True, exist_ok=True)
     write_atomic(site_dir / "topology.sls", topology_sls, 0o644)
     apps_src = repo / "pillar" / "examples" / "apps.sls"
-    write_atomic(site_dir / "apps.sls", f"# Copied by stacklab from {apps_src}\n" + apps_src.read_text(), 0o644)
     apps = load_apps(repo)
+    write_atomic(site_dir / "apps.sls", f"# {apps_src}, with TLS from the lab's ACME server (stacklab)\n"
+                 + yaml.safe_dump(lab_apps(apps, acme_address, acme_ca), default_flow_style=False,
+                                  sort_keys=False), 0o644)
     sec = site_dir / "secrets.sls"
     old = {}
     if sec.is_file():

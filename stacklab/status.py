@@ -5,7 +5,7 @@ from __future__ import annotations
 from . import docker
 from .containers import LABEL, parallel
 
-KIND_ORDER = {"master": 0, "aptproxy": 1, "host": 2, "outsider": 3}
+KIND_ORDER = {"master": 0, "aptproxy": 1, "acme": 2, "host": 3, "outsider": 4}
 
 
 def layout_status(layout: str | None) -> dict:
@@ -26,7 +26,7 @@ def layout_status(layout: str | None) -> dict:
         return {
             "name": name, "layout": lab.get("stacklab.layout"), "release": lab.get("stacklab.release", ""),
             "kind": kind,
-            "host": lab.get("stacklab.host") or ("salt" if kind == "master" else "aptproxy"),
+            "host": lab.get("stacklab.host") or ("salt" if kind == "master" else kind),
             "address": lab.get("stacklab.address", ""), "roles": lab.get("stacklab.roles", ""),
             "state": c["State"]["Status"], "systemd": sysd, "url": lab.get("stacklab.url", ""),
         }
@@ -60,7 +60,7 @@ def format_status(st: dict) -> str:
                      f"on network stacklab-{layout}")
         lines.append(f"  {'HOST':{w}} {'ADDRESS':13} {'ROLES':36} {'STATE':8} {'SYSTEMD':9} CONTAINER")
         for r in rows:
-            roles = r["roles"] or {"master": "salt-master", "aptproxy": "apt cache",
+            roles = r["roles"] or {"master": "salt-master", "aptproxy": "apt cache", "acme": "ACME server (pebble)",
                                    "outsider": "(not in the topology)"}.get(r["kind"], "-")
             lines.append(f"  {r['host']:{w}} {r['address']:13} {roles:36} {r['state']:8} "
                          f"{r['systemd'] or '-':9} {r['name']}")

@@ -23,7 +23,7 @@ from .util import LabError
 
 # Names of the lab's own containers (and minion ids): never topology hosts.
 OUTSIDER = "outsider"
-RESERVED = ("salt", "master", "aptproxy", OUTSIDER)
+RESERVED = ("salt", "master", "aptproxy", "acme", OUTSIDER)
 # A layout name becomes part of container and network names.
 LAYOUT_NAME_RE = re.compile(r"^[a-z0-9]([a-z0-9-]{0,30}[a-z0-9])?$")
 HOSTNAME_MAX = 63  # the kernel's limit for a hostname (docker run --hostname)
@@ -63,7 +63,7 @@ class Topology:
         return str(next(self.network.hosts()))
 
     def free_top_addresses(self, count: int) -> list[str]:
-        """Addresses for the lab's own containers (master, apt proxy, outsider):
+        """Addresses for the lab's own containers (master, apt proxy, outsider, ACME server):
         the highest addresses of the subnet that no topology host uses."""
         used = {h.address for h in self.hosts.values()} | {self.gateway}
         picked: list[str] = []

@@ -14,3 +14,14 @@ nginx-reloaded-without-loadbalancer-site:
     - onlyif: systemctl is-active --quiet {{ nginx.service }}
     - onchanges:
       - file: nginx-loadbalancer-site-removed
+
+# Private keys and the ACME account leave with the role (certbot stays
+# installed; with no certificate its timer has nothing to renew).
+{%- for path in [nginx.loadbalancer.tls_dir, '/etc/letsencrypt', nginx.loadbalancer.acme_webroot] %}
+
+nginx-loadbalancer-tls-removed-{{ loop.index }}:
+  file.absent:
+    - name: {{ path }}
+    - require:
+      - cmd: nginx-reloaded-without-loadbalancer-site
+{%- endfor %}

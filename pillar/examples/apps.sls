@@ -9,7 +9,16 @@ apps:
     settings_module: demoproject.settings
     wsgi_module: demoproject.wsgi
     # Host names the site answers to (nginx server_name and Django ALLOWED_HOSTS).
-    server_names: [localhost, 127.0.0.1]
+    server_names: [demo.example.test, localhost, 127.0.0.1]
+    # HTTPS at the load balancers (HTTP redirects to it; secure cookies,
+    # HSTS). source: self_signed (a quick start), pillar (certificate and
+    # key in secrets:tls:<app>), or acme (HTTP-01 through certbot, for the
+    # names with a dot):
+    #   tls: {source: acme, directory: https://acme-v02.api.letsencrypt.org/directory,
+    #         email: ops@example.com}
+    # Optional: hsts_seconds (default a year); ca_certificate (PEM) when the
+    # ACME server's own certificate comes from a private CA.
+    tls: {source: self_signed}
     admins:
       - [Ops, ops@example.com]
     database: {name: demo, user: demo}

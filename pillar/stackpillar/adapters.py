@@ -136,7 +136,9 @@ def app(ctx):
             "wsgi_module": spec["wsgi_module"],
             "server_names": spec["server_names"],
             "admins": spec.get("admins", []),
-            "https": spec.get("https", False),
+            # Secure cookies, HSTS and the https redirect behind TLS.
+            "https": "tls" in spec,
+            "hsts_seconds": spec.get("tls", {}).get("hsts_seconds"),
             "environment": spec.get("environment", {}),
             "secret_key": ctx.secret(f"django:{name}:secret_key"),
             "database": {
@@ -178,13 +180,32 @@ def loadbalancer(ctx):
     app_hosts = ctx.holders("app")
     return {"nginx": {"loadbalancer": {
         "listen": ctx.port("loadbalancer", "http"),
+        "listen_https": ctx.port("loadbalancer", "https"),
+        # An ACME challenge token this host lacks is asked of the others
+        # (whichever load balancer the ACME server reached).
+        "acme_peers": [f"{ctx.address_of(h)}:{ctx.port('loadbalancer', 'http', h)}"
+                       for h in ctx.holders("loadbalancer") if h != ctx.id],
         "sites": {name: {
             "server_names": spec["server_names"],
             "app_upstreams": [f"{ctx.address_of(h)}:{spec['port']}" for h in app_hosts],
             "media_upstreams": ctx.endpoints("media", "media"),
+            "tls": site_tls(ctx, name, spec),
         } for name, spec in ctx.apps.items()},
         **ctx.options("loadbalancer"),
     }}}
+
+
+def site_tls(ctx, name, spec):
+    """An app's certificate as its load balancers get it (None: plain HTTP)."""
+    tls = spec.get("tls")
+    if tls is None:
+        return None
+    acme = tls["source"] == "acme"
+    result = {**tls, "names": site.certificate_names(spec["server_names"]) if acme else spec["server_names"]}
+    if tls["source"] == "pillar":
+        result["certificate"] = ctx.secret(f"tls:{name}:certificate")
+        result["key"] = ctx.secret(f"tls:{name}:key")
+    return result
 
 
 def dcs(ctx):

@@ -1,5 +1,6 @@
 """Site data: topology.sls, apps.sls and secrets.sls from the site's pillar
 root (listed before the repo's), and the check of the apps."""
+import ipaddress
 import os
 import re
 
@@ -10,7 +11,13 @@ from .errors import TopologyError
 SITE_FILES = ("topology.sls", "apps.sls", "secrets.sls")
 APP_NAME = re.compile(r"^[a-z][a-z0-9_]{0,30}$")
 APP_REQUIRED = ("source", "settings_module", "wsgi_module", "server_names", "database", "port")
-APP_KEYS = APP_REQUIRED + ("requirements", "admins", "https", "environment")
+APP_KEYS = APP_REQUIRED + ("requirements", "admins", "tls", "environment")
+# apps:<app>:tls: where the load balancers' certificate comes from.
+TLS_SOURCES = ("acme", "pillar", "self_signed")
+TLS_KEYS = ("source", "directory", "email", "ca_certificate", "hsts_seconds")
+# HSTS for a year (Django's deploy check asks for one at least), on every
+# subdomain of the site's names.
+HSTS_SECONDS = 31536000
 
 
 def load_site(roots):
@@ -67,7 +74,49 @@ def check_apps(data):
         if port in ports:
             raise TopologyError(f"{key}:port", f"{port} is already the port of app {ports[port]}")
         ports[port] = name
+        if "tls" in app:
+            app["tls"] = _tls(key, app["tls"], names)
     return apps
+
+
+def certificate_names(server_names):
+    """The server names an ACME certificate can cover: DNS names with a
+    dot (not IP addresses, not localhost, not wildcards: HTTP-01)."""
+    return [n for n in server_names if "." in n and "*" not in n and not _is_ip(n)]
+
+
+def _is_ip(name):
+    try:
+        ipaddress.ip_address(name)
+        return True
+    except ValueError:
+        return False
+
+
+def _tls(key, tls, server_names):
+    """apps:<app>:tls checked, with its defaults."""
+    key = f"{key}:tls"
+    if not isinstance(tls, dict):
+        raise TopologyError(key, f"must be a mapping with source: {' | '.join(TLS_SOURCES)}")
+    for field in tls:
+        if field not in TLS_KEYS:
+            raise TopologyError(f"{key}:{field}", f"unknown key (known: {', '.join(TLS_KEYS)})")
+    if tls.get("source") not in TLS_SOURCES:
+        raise TopologyError(f"{key}:source", f"must be one of {', '.join(TLS_SOURCES)} (got {tls.get('source')!r})")
+    hsts = tls.get("hsts_seconds", HSTS_SECONDS)
+    if isinstance(hsts, bool) or not isinstance(hsts, int) or hsts < 0:
+        raise TopologyError(f"{key}:hsts_seconds", f"must be a whole number of seconds (got {hsts!r})")
+    if tls["source"] == "acme":
+        directory = tls.get("directory")
+        if not isinstance(directory, str) or not directory.startswith("https://"):
+            raise TopologyError(f"{key}:directory", "an ACME server's directory URL (https://...), e.g. "
+                                "https://acme-v02.api.letsencrypt.org/directory")
+        if not certificate_names(server_names):
+            raise TopologyError(key.rsplit(":", 1)[0] + ":server_names",
+                                "ACME certifies DNS names only: list the site's name (e.g. www.example.com)")
+    elif set(tls) & {"directory", "email", "ca_certificate"}:
+        raise TopologyError(key, f"directory, email and ca_certificate are for source acme, not {tls['source']}")
+    return {**tls, "hsts_seconds": hsts}
 
 
 def secret(secrets, path, needed_on):

@@ -2,12 +2,14 @@
 balancers, real SQL on the database host, testinfra on every host."""
 from __future__ import annotations
 
+import base64
 import concurrent.futures
 import dataclasses
 import http.client
 import json
 import re
 import socket
+import ssl
 import subprocess
 import threading
 import time
@@ -82,14 +84,52 @@ class Response:
         return self.headers.get(name.lower())
 
 
-def request(address, path, method="GET", body=None, headers=None, port=80, timeout=30):
-    conn = http.client.HTTPConnection(address, port, timeout=timeout)
+class SiteConnection(http.client.HTTPSConnection):
+    """HTTPS to a load balancer's address, naming the site (SNI) as a
+    browser does. Certificates are checked by the TLS tests, not here."""
+
+    def __init__(self, address, port, timeout):
+        context = ssl.create_default_context()
+        context.check_hostname, context.verify_mode = False, ssl.CERT_NONE
+        super().__init__(SITE_HOST, port, timeout=timeout, context=context)
+        self.address = address
+
+    def connect(self):
+        sock = socket.create_connection((self.address, self.port), self.timeout)
+        self.sock = self._context.wrap_socket(sock, server_hostname=self.host)
+
+
+HTTPS_PORT = role_ports("loadbalancer")["https"][0]
+
+
+def request(address, path, method="GET", body=None, headers=None, port=HTTPS_PORT, timeout=30, tls=True):
+    """One request to the site through a load balancer (HTTPS unless tls=False)."""
+    conn = SiteConnection(address, port, timeout) if tls else http.client.HTTPConnection(address, port, timeout=timeout)
     try:
         conn.request(method, path, body=body, headers={"Host": SITE_HOST, **(headers or {})})
         resp = conn.getresponse()
         return Response(resp.status, {k.lower(): v for k, v in resp.getheaders()}, resp.read())
     finally:
         conn.close()
+
+
+# Run on a lab host: GET argv[1]:argv[2]argv[3] with the site's Host;
+# prints {status, headers, body (base64)}.
+GET_FROM_HOST = """
+import base64, http.client, json, sys
+conn = http.client.HTTPConnection(sys.argv[1], int(sys.argv[2]), timeout=30)
+conn.request("GET", sys.argv[3], headers={"Host": sys.argv[4]})
+resp = conn.getresponse()
+print(json.dumps({"status": resp.status, "headers": {k.lower(): v for k, v in resp.getheaders()},
+                  "body": base64.b64encode(resp.read()).decode()}))
+"""
+
+
+def request_from(lab, host, address, path, port):
+    """A GET sent from a lab host (private ports are closed to this machine)."""
+    run = lab.exec(host, ["python3", "-c", GET_FROM_HOST, address, str(port), path, SITE_HOST], check=True)
+    got = json.loads(run.stdout)
+    return Response(got["status"], got["headers"], base64.b64decode(got["body"]))
 
 
 def lab_layout(lab):
@@ -222,7 +262,7 @@ def check_site(lab, topology):
         assert static.header("x-media-host") in media_hosts
         assert "max-age=31536000" in static.header("cache-control")
 
-        check_upload(lab, address, media_hosts)
+        check_upload(lab, lb, media_hosts)
 
 
 class Uploader:
@@ -262,9 +302,10 @@ def media_file(lab, host, name, app="demo"):
     return got.stdout.encode() if got.returncode == 0 else None
 
 
-def check_upload(lab, address, media_hosts):
+def check_upload(lab, lb_host, media_hosts):
     """An upload through the LB is at once downloadable through the LB, from a media host,
     with headers that keep a browser from running it."""
+    address = lab.address(lb_host)
     content = f"uploaded {uuid.uuid4()}\n".encode()
     posted = Uploader(address).upload("note.html", content, "text/html")
     assert posted.status == 302, posted.text[:1000]
@@ -280,7 +321,7 @@ def check_upload(lab, address, media_hosts):
     assert got.header("content-disposition").startswith("attachment")
     # Already on every media host, whichever the load balancer picks next.
     for media in media_hosts:
-        direct = request(lab.address(media), links[0], port=MEDIA_PORT)
+        direct = request_from(lab, lb_host, lab.address(media), links[0], MEDIA_PORT)
         assert (direct.status, direct.body) == (200, content), media
 
 
@@ -312,13 +353,22 @@ def memcached_total_connections(lab, topology):
     """Connections each memcached has accepted since it started, summed."""
     total = 0
     for host in hosts_with(topology, "cache"):
-        with socket.create_connection((lab.address(host), MEMCACHED_PORT), timeout=5) as conn:
-            conn.sendall(b"stats\r\n")
-            data = b""
-            while not data.endswith(b"END\r\n"):
-                data += conn.recv(65536)
-        total += int(re.search(rb"STAT total_connections (\d+)", data).group(1))
+        # On the cache host itself: its port is closed to this machine.
+        data = lab.exec(host, ["python3", "-c", MEMCACHED_STATS, lab.address(host), str(MEMCACHED_PORT)],
+                        check=True).stdout
+        total += int(re.search(r"STAT total_connections (\d+)", data).group(1))
     return total
+
+
+MEMCACHED_STATS = """
+import socket, sys
+with socket.create_connection((sys.argv[1], int(sys.argv[2])), timeout=5) as conn:
+    conn.sendall(b"stats\\r\\n")
+    data = b""
+    while not data.endswith(b"END\\r\\n"):
+        data += conn.recv(65536)
+print(data.decode())
+"""
 
 
 def vassal_workers(lab, host):
@@ -336,7 +386,7 @@ def sustained_load(lab, topology, seconds, say=print, connections=32):
     before = memcached_total_connections(lab, topology)
     run = subprocess.run(
         ["wrk", "-t2", f"-c{connections}", f"-d{seconds}s", "--timeout", "10s",
-         "-H", f"Host: {SITE_HOST}", f"http://{address}/healthz"],
+         "-H", f"Host: {SITE_HOST}", f"https://{address}/healthz"],
         capture_output=True, text=True, timeout=seconds + 60, check=True)
     say(run.stdout)
     out = run.stdout

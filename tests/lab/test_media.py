@@ -120,7 +120,8 @@ class TestMedia:
         with Reader(lb(lab, topology), old) as reader:
             lab_topology(yaml.safe_dump({"topology": topology}, sort_keys=False))
             lab.run_orchestrate()
-            direct = {name: checks.request(lab.address(new), f"/media/{name}", port=checks.MEDIA_PORT).status
+            direct = {name: checks.request_from(lab, checks.hosts_with(topology, "loadbalancer")[0],
+                                                lab.address(new), f"/media/{name}", checks.MEDIA_PORT).status
                       for name in all_old}
             time.sleep(3)
         say(f"{new} added back with no uploads: serves {sum(s == 200 for s in direct.values())} of "

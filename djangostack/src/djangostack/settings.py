@@ -215,3 +215,7 @@ if _bool("DJANGO_HTTPS", False):
     SECURE_HSTS_SECONDS = _int("DJANGO_HSTS_SECONDS", 31536000)
     SECURE_HSTS_INCLUDE_SUBDOMAINS = _bool("DJANGO_HSTS_INCLUDE_SUBDOMAINS", False)
     SECURE_HSTS_PRELOAD = _bool("DJANGO_HSTS_PRELOAD", False)
+    if not SECURE_HSTS_PRELOAD:
+        # Preloading is the site owner's call (a submission to the browsers'
+        # list, hard to undo), not a deploy fault: DJANGO_HSTS_PRELOAD=true.
+        SILENCED_SYSTEM_CHECKS = ["security.W021"]
