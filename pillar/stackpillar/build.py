@@ -68,8 +68,13 @@ def deploy_plan(site, registry):
     each step's hosts done before the next starts; the SLS are the role's
     states as the site's topology has them (its registry variants). A role
     marked leader_first runs on its first host alone first; roles without
-    hosts have no step."""
+    hosts have no step. Every host's pillar is built first, as its minion
+    will build it, so whatever would fail a host's pillar (a secret
+    missing, a placeholder or weak) stops the deploy before its first step,
+    naming the key and the host: the first in topology order."""
     topology, _apps = checked_site(site, registry)
+    for host_id in topology["hosts"]:
+        build_pillar(host_id, site, registry)
     registry = resolve_registry(registry, topology)
     steps = []
     for role in roles_in_deploy_order(registry):

@@ -1,5 +1,7 @@
 """Site data: topology.sls, apps.sls and secrets.sls from the site's pillar
-root (listed before the repo's), and the check of the apps."""
+root (listed before the repo's), the check of the apps, and the one place
+a secret is read and refused when missing, a placeholder or weak."""
+import functools
 import ipaddress
 import os
 import re
@@ -9,6 +11,24 @@ import yaml
 from .errors import TopologyError
 
 SITE_FILES = ("topology.sls", "apps.sls", "secrets.sls")
+# The example a site copies its secrets.sls from: any of its values (e.g.
+# CHANGE-ME), compared case-insensitively, is a placeholder, never deployed.
+SECRETS_EXAMPLE = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+                               "examples", "secrets.sls.example")
+MAKE_A_SECRET = "python3 -c 'import secrets; print(secrets.token_urlsafe(50))'"
+# Django's own deploy check for SECRET_KEY (security.W009): at least 50
+# characters, at least 5 different ones, not the prefix startproject gives
+# a development key.
+DJANGO_SECRET_KEY = re.compile(r"^django:[^:]+:secret_key$")
+DJANGO_SECRET_KEY_MIN_LENGTH = 50
+DJANGO_SECRET_KEY_INSECURE_PREFIX = "django-insecure-"
+# Every other secret (database and Patroni passwords, pgBackRest's TLS
+# seed): 16 random characters (token_urlsafe's 6 bits each) hold 96 bits,
+# beyond guessing even offline against a stolen SCRAM verifier or
+# certificate; shorter ones are the kind people type.
+SECRET_MIN_LENGTH = 16
+# As Django's rule: a value of a few repeated characters is no secret.
+SECRET_MIN_DISTINCT_CHARACTERS = 5
 APP_NAME = re.compile(r"^[a-z][a-z0-9_]{0,30}$")
 APP_REQUIRED = ("source", "settings_module", "wsgi_module", "server_names", "database", "port")
 APP_KEYS = APP_REQUIRED + ("requirements", "admins", "tls", "environment")
@@ -120,11 +140,54 @@ def _tls(key, tls, server_names):
 
 
 def secret(secrets, path, needed_on):
-    """secrets:<path>, or an error naming the key and the host that needs it."""
+    """secrets:<path>, or an error naming the key and the host that needs it:
+    missing, a placeholder of the example, or weak. Every secret the stack
+    deploys is read here (adapters.Context.secret), so none escapes the check."""
     value = (secrets or {}).get("secrets")
     for part in path.split(":"):
         value = value.get(part) if isinstance(value, dict) else None
     if not value or not isinstance(value, str):
         raise TopologyError(f"secrets:{path}", f"missing (needed on {needed_on}; "
                             "see pillar/examples/secrets.sls.example)")
+    problem = secret_problem(path, value)
+    if problem:
+        raise TopologyError(f"secrets:{path}", f"{problem} (needed on {needed_on}); "
+                            f"make a real one with {MAKE_A_SECRET}")
     return value
+
+
+def secret_problem(path, value):
+    """Why the value of secrets:<path> must not be deployed, or None. Never
+    quotes the value unless it is the example's own placeholder."""
+    if value.strip().lower() in _placeholders():
+        return f"is the placeholder {value.strip()} of pillar/examples/secrets.sls.example"
+    django_key = bool(DJANGO_SECRET_KEY.match(path))
+    minimum = DJANGO_SECRET_KEY_MIN_LENGTH if django_key else SECRET_MIN_LENGTH
+    weak = []
+    if len(value) < minimum:
+        weak.append(f"{len(value)} characters (at least {minimum})")
+    if len(set(value)) < SECRET_MIN_DISTINCT_CHARACTERS:
+        weak.append(f"{len(set(value))} different characters (at least {SECRET_MIN_DISTINCT_CHARACTERS})")
+    if django_key and value.startswith(DJANGO_SECRET_KEY_INSECURE_PREFIX):
+        weak.append(f"the prefix {DJANGO_SECRET_KEY_INSECURE_PREFIX} of a development key")
+    if not weak:
+        return None
+    return "is weak: " + ", ".join(weak) + (" (Django's deploy check, security.W009)" if django_key else "")
+
+
+@functools.lru_cache(maxsize=None)
+def _placeholders():
+    """The example's values, stripped and lowercased (read once per load)."""
+    try:
+        with open(SECRETS_EXAMPLE, encoding="utf-8") as fh:
+            example = yaml.safe_load(fh)
+    except (OSError, yaml.YAMLError) as exc:
+        raise TopologyError("secrets", f"cannot read {SECRETS_EXAMPLE}, whose values are the "
+                            f"placeholders refused: {exc}") from None
+    return frozenset(_leaves(example))
+
+
+def _leaves(value):
+    if isinstance(value, dict):
+        return [leaf for v in value.values() for leaf in _leaves(v)]
+    return [value.strip().lower()] if isinstance(value, str) else []

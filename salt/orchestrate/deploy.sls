@@ -2,8 +2,10 @@
 """The ordered deploy: salt-run state.orchestrate orchestrate.deploy saltenv=stack
 
 Steps come from the role registry (each role's deploy step and states) and
-the site's topology, read through the same library as the pillar, so a wrong
-topology stops the deploy here, naming the key, before any host changes.
+the site's topology, read through the same library as the pillar, which
+builds every host's pillar first: a wrong topology or a secret that is
+missing, a placeholder or weak stops the deploy here, naming the key and the
+host, before any host changes.
 Each step's hosts finish before the next step starts; a failed step stops
 the deploy. Roles that moved away are retired last, after their new hosts
 serve."""
@@ -29,7 +31,8 @@ def run():
     pillarenv = __opts__.get("pillarenv") or saltenv
     roots = __opts__["pillar_roots"].get(pillarenv) or []
     lib = _stackpillar(roots)
-    # A TopologyError here fails the render: its message names the key.
+    # A TopologyError here (topology, apps, any host's secrets) fails the
+    # render: its message names the key and the host.
     everyone, steps = lib.deploy_plan(lib.load_site(roots), lib.load_registry())
     # Minions render with the same environments as this run.
     envs = {"saltenv": saltenv, "pillarenv": pillarenv}

@@ -22,14 +22,17 @@ import yaml
 from tests.layouts import EXAMPLE_APPS, LAYOUTS, LAYOUTS_DIR, load_layout  # noqa: F401  (re-exported)
 
 REPO = pathlib.Path(__file__).resolve().parents[2]
-PATRONI_SECRETS = {"replication": "test-replication-pw", "rewind": "test-rewind-pw", "restapi": "test-api-pw"}
+# Strong enough for the pillar's check (stackpillar.site.secret), and
+# recognisable in rendered output.
+PATRONI_SECRETS = {"replication": "test-replication-password", "rewind": "test-rewind-password",
+                   "restapi": "test-restapi-password"}
 # The shape of pillar/examples/secrets.sls.example.
 SECRETS = {
     "secrets": {
-        "django": {"demo": {"secret_key": "test-secret-key"}},
-        "postgres": {"users": {"demo": "test-db-password"}},
+        "django": {"demo": {"secret_key": "test-secret-key-of-the-fast-suite-0123456789-abcdefghij"}},
+        "postgres": {"users": {"demo": "test-db-password-demo"}},
         "patroni": PATRONI_SECRETS,
-        "pgbackrest": {"tls_seed": "test-tls-seed"},
+        "pgbackrest": {"tls_seed": "test-tls-seed-of-the-fast-suite"},
     }
 }
 

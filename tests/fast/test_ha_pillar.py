@@ -130,7 +130,7 @@ def test_patroni_runs_the_postgres_formulas_cluster_the_debian_way(ha):
     assert config["name"] == "db3"
     assert config["etcd3"] == {"hosts": ["10.77.0.20:2379", "10.77.0.21:2379", "10.77.0.22:2379"]}
     assert config["restapi"]["listen"] == config["restapi"]["connect_address"] == "10.77.0.22:8008"
-    assert config["restapi"]["authentication"] == {"username": "patroni", "password": "test-api-pw"}
+    assert config["restapi"]["authentication"] == {"username": "patroni", "password": PATRONI_SECRETS["restapi"]}
     assert config["bootstrap"]["method"] == "pg_createcluster"
     assert config["bootstrap"]["pg_createcluster"]["command"] == "/usr/share/patroni/pg_createcluster_patroni"
     pg = config["postgresql"]
@@ -140,8 +140,8 @@ def test_patroni_runs_the_postgres_formulas_cluster_the_debian_way(ha):
     assert pg["connect_address"] == "10.77.0.22:5433"
     assert (pg["data_dir"], pg["config_dir"], pg["bin_dir"]) == (
         "/var/lib/postgresql/17/main", "/etc/postgresql/17/main", "/usr/lib/postgresql/17/bin")
-    assert pg["authentication"]["replication"] == {"username": "replicator", "password": "test-replication-pw"}
-    assert pg["authentication"]["rewind"] == {"username": "rewind", "password": "test-rewind-pw"}
+    assert pg["authentication"]["replication"] == {"username": "replicator", "password": PATRONI_SECRETS["replication"]}
+    assert pg["authentication"]["rewind"] == {"username": "rewind", "password": PATRONI_SECRETS["rewind"]}
     # Per member: the postgres formula's memory settings; cluster-wide ones only in the DCS.
     assert "shared_buffers" in pg["parameters"] and "max_connections" not in pg["parameters"]
     assert pg["parameters"]["password_encryption"] == "scram-sha-256"

@@ -163,7 +163,7 @@ def test_a_variant_applies_only_while_its_role_has_hosts():
 
 def test_the_ordered_deploy_reads_states_from_the_sites_registry():
     site = {"topology": {"topology": three_tier(db1="+dcs")}, "apps": yaml.safe_load(EXAMPLE_APPS.read_text()),
-            "secrets": {}}
+            "secrets": ha_secrets()}
     _hosts, steps = stackpillar.deploy_plan(site, REGISTRY)
     members = ["postgres.server", "patroni", "postgres.databases", "pgbackrest.database"]
     # The first member starts alone: it bootstraps (or takes over) the cluster.

@@ -1,10 +1,13 @@
 """The topology becomes each formula's pillar; secrets go only where needed."""
 import pytest
 
+from tests.fast.conftest import SECRETS
 from tests.layouts import LAYOUTS, addresses_with, hosts_with, load_layout
 
 NEEDS_SECRET_KEY = {"app"}
 NEEDS_DB_PASSWORD = {"app", "database"}
+SECRET_KEY = SECRETS["secrets"]["django"]["demo"]["secret_key"]
+DB_PASSWORD = SECRETS["secrets"]["postgres"]["users"]["demo"]
 
 
 def test_there_are_the_four_documented_layouts():
@@ -28,8 +31,8 @@ def test_every_host_gets_exactly_its_roles_pillar(renderer, layout):
         assert ("loadbalancer" in pillar.get("nginx", {})) == ("loadbalancer" in roles)
 
         flat = repr(pillar)
-        assert ("test-secret-key" in flat) == bool(roles & NEEDS_SECRET_KEY), host
-        assert ("test-db-password" in flat) == bool(roles & NEEDS_DB_PASSWORD), host
+        assert (SECRET_KEY in flat) == bool(roles & NEEDS_SECRET_KEY), host
+        assert (DB_PASSWORD in flat) == bool(roles & NEEDS_DB_PASSWORD), host
 
         if "app" in roles:
             app = pillar["django"]["apps"]["demo"]

@@ -5,6 +5,7 @@ import sys
 
 import pytest
 
+from tests.fast.conftest import SECRETS
 from tests.layouts import load_layout
 
 
@@ -130,7 +131,9 @@ def test_bad_topology_names_key_and_host(renderer, case):
 
 def test_missing_secret_names_key_and_host(renderer):
     renderer.use_layout("three-tier")
-    renderer.write_secrets({"secrets": {"postgres": {"users": {"demo": "x"}}, "pgbackrest": {"tls_seed": "x"}}})
+    secrets = copy.deepcopy(SECRETS)
+    del secrets["secrets"]["django"]
+    renderer.write_secrets(secrets)
     errors = " ".join(renderer.pillar("app2", "10.77.0.12").get("_errors", []))
     assert "secrets:django:demo:secret_key: missing" in errors
     assert "app2" in errors

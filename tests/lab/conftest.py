@@ -47,6 +47,9 @@ Fixtures
 ``lab_topology`` (function) ``lab_topology(yaml_text)`` replaces the lab's
               topology.sls (e.g. a role moved to another host; hosts must be
               lab hosts); restored after the test.
+``lab_secrets`` (function) ``lab_secrets(yaml_text)`` replaces the lab's
+              secrets.sls (mode 0600, e.g. the example's placeholders); the
+              generated one is restored after the test.
 ``lab_session`` (session) the manager: ``lab_session.get(layout, deploy=True,
               release=None)``, ``lab_session.release()`` (tear down the current lab).
 
@@ -106,6 +109,7 @@ import pytest
 
 from stacklab.config import check_release
 from stacklab.lab import Lab
+from stacklab.site import write_atomic
 from stacklab.util import LabError
 
 
@@ -220,3 +224,18 @@ def lab_topology(lab):
     yield _set
     if used:
         lab.restore_topology()
+
+
+@pytest.fixture
+def lab_secrets(lab):
+    path = lab.site_dir / "secrets.sls"
+    saved = path.read_text()
+    used = []
+
+    def _set(yaml_text: str) -> None:
+        write_atomic(path, yaml_text, 0o600)
+        used.append(True)
+
+    yield _set
+    if used:
+        write_atomic(path, saved, 0o600)

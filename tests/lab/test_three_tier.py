@@ -8,6 +8,7 @@ import yaml
 
 import stack_checks as checks
 from stacklab.saltctl import STACK_ENV
+from tests.layouts import REPO
 
 pytestmark = pytest.mark.layout("three-tier")
 
@@ -69,6 +70,32 @@ class TestThreeTier(checks.LayoutSuite):
         assert "topology:hosts:app2:roles: unknown role webserver" in " ".join(result.failures)
         assert result.changed == {host: 0 for host in lab.hosts}
 
+    def test_secrets_are_on_disk_only_where_roles_use_them(self, lab, topology):
+        """Not only the pillar: no file on a host without the app role holds
+        the SECRET_KEY, none on a host without app or database holds the
+        database password."""
+        secret_key, db_password = checks.app_secrets(lab)
+        for host_id, spec in topology["hosts"].items():
+            roles = set(spec["roles"])
+            if "app" not in roles:
+                found = checks.files_holding(lab, host_id, secret_key)
+                assert found == [], f"{host_id} holds the SECRET_KEY in {found}"
+            if not roles & {"app", "database"}:
+                found = checks.files_holding(lab, host_id, db_password)
+                assert found == [], f"{host_id} holds the database password in {found}"
+
+    def test_placeholder_secrets_stop_the_deploy_before_any_host_changes(self, lab, lab_secrets):
+        """The example's secrets.sls copied as it is: the ordered deploy
+        names the first placeholder a host needs (topology order: app1's
+        SECRET_KEY) and changes nothing."""
+        lab_secrets((REPO / "pillar" / "examples" / "secrets.sls.example").read_text())
+        result = lab.run_orchestrate(check=False)
+        assert not result.ok
+        failures = " ".join(result.failures)
+        assert "secrets:django:demo:secret_key: is the placeholder CHANGE-ME" in failures, failures
+        assert "needed on app1" in failures and "secrets.token_urlsafe(50)" in failures, failures
+        assert result.changed == {host: 0 for host in lab.hosts}
+
     def test_moving_roles_is_a_pillar_change(self, lab, topology, lab_topology):
         """The cache leaves db1 for app2, whose app role moves to media1; the
         backup role leaves media1 (its backups stay on disk)."""
@@ -88,3 +115,13 @@ class TestThreeTier(checks.LayoutSuite):
         assert media.file(f"{checks.PGBACKREST['repo_path']}/backup/{checks.BACKUP_STANZA}/backup.info").exists
         assert checks.sql_on(lab, "db1", "SHOW archive_command", "postgres") == "/bin/true"
         assert lab.highstate() == {host: 0 for host in lab.hosts}
+        # The app role left app2 and its secrets with it (django.clean).
+        secret_key, db_password = checks.app_secrets(lab)
+        left = checks.files_holding(lab, "app2", secret_key, db_password)
+        assert left == [], f"app2 still holds the app's secrets in {left}"
+        # Hosts that never had the app or database role never held the password.
+        for host_id in lab.hosts:
+            held = set(topology["hosts"][host_id]["roles"]) | set(moved["hosts"][host_id]["roles"])
+            if not held & {"app", "database"}:
+                found = checks.files_holding(lab, host_id, db_password)
+                assert found == [], f"{host_id} holds the database password in {found}"
