@@ -522,6 +522,80 @@ def check_firewalls(lab, topology, say=print):
     assert not wrong, "\n".join(wrong)
 
 
+def acme_root(lab):
+    """The root certificate pebble (the lab's ACME server) signs with; a new
+    one at each start of pebble."""
+    from stacklab.site import ACME_MANAGEMENT_PORT
+
+    context = ssl.create_default_context(cafile=str(lab.dir / "acme" / "ca.pem"))
+    conn = http.client.HTTPSConnection(lab.address("acme"), ACME_MANAGEMENT_PORT, timeout=30, context=context)
+    try:
+        conn.request("GET", "/roots/0")
+        resp = conn.getresponse()
+        assert resp.status == 200, resp.status
+        return resp.read().decode()
+    finally:
+        conn.close()
+
+
+def site_names():
+    """The demo app's names a certificate can cover (DNS names with a dot)."""
+    return stackpillar.site.certificate_names(APPS["demo"]["server_names"])
+
+
+def tls_handshake(address, name, context):
+    """(certificate as a dict or None, DER, TLS version, ALPN protocol) of a handshake naming ``name``."""
+    with socket.create_connection((address, HTTPS_PORT), timeout=10) as sock:
+        with context.wrap_socket(sock, server_hostname=name) as conn:
+            return conn.getpeercert(), conn.getpeercert(binary_form=True), conn.version(), conn.selected_alpn_protocol()
+
+
+def verified_certificate(lab, lb, root):
+    """The certificate ``lb`` serves for the site, verified against ``root``
+    for each of the site's names: (subject alt names, serial, DER)."""
+    context = ssl.create_default_context(cadata=root)
+    context.set_alpn_protocols(["h2", "http/1.1"])
+    found = None
+    for name in site_names():
+        cert, der, version, alpn = tls_handshake(lab.address(lb), name, context)
+        assert version in ("TLSv1.2", "TLSv1.3") and alpn == "h2", (lb, version, alpn)
+        found = (sorted(v for k, v in cert["subjectAltName"] if k == "DNS"), cert["serialNumber"], der)
+    return found
+
+
+def tls_1_1_refusal(address):
+    """The error of a TLS 1.1 handshake (the client allows it; the server must not)."""
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    context.check_hostname, context.verify_mode = False, ssl.CERT_NONE
+    context.set_ciphers("DEFAULT:@SECLEVEL=0")
+    context.minimum_version = context.maximum_version = ssl.TLSVersion.TLSv1_1
+    try:
+        tls_handshake(address, site_names()[0], context)
+    except ssl.SSLError as exc:
+        return str(exc)
+    return None
+
+
+def check_https(lab, topology, say=print):
+    """Every load balancer: a certificate pebble's CA signed for the site's
+    names, TLS 1.2+ with HTTP/2, HSTS, http:// redirected, TLS 1.1 refused."""
+    root = acme_root(lab)
+    for lb in hosts_with(topology, "loadbalancer"):
+        address = lab.address(lb)
+        names, serial, _ = verified_certificate(lab, lb, root)
+        assert names == sorted(site_names()), (lb, names)
+        page = request(address, "/")
+        assert page.status == 200
+        assert page.header("strict-transport-security") == "max-age=31536000; includeSubDomains", page.headers
+        plain = request(address, "/some/page?x=1", port=80, tls=False)
+        assert plain.status == 301 and plain.header("location") == f"https://{SITE_HOST}/some/page?x=1", plain.headers
+        refused = tls_1_1_refusal(address)
+        # The server's alert, not a client that could not offer TLS 1.1.
+        assert refused and "PROTOCOL_VERSION" in refused.upper(), refused
+        say(f"  {lb}: certificate {serial} for {', '.join(names)} from the ACME server's CA; "
+            f"http redirects; TLS 1.1: {refused}")
+
+
 class LayoutSuite:
     """What every layout must show once deployed; a module marks its layout and subclasses this."""
 
@@ -543,6 +617,9 @@ class LayoutSuite:
 
     def test_private_services_listen_on_the_private_address_only(self, lab, topology):
         check_private_listeners(lab, topology)
+
+    def test_https_on_every_load_balancer_with_a_certificate_from_the_acme_server(self, lab, topology, say):
+        check_https(lab, topology, say)
 
     def test_every_port_is_open_exactly_to_the_roles_the_registry_names(self, lab, topology, say):
         check_firewalls(lab, topology, say)
