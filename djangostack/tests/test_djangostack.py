@@ -2,6 +2,7 @@
 'djangostack[test]'): a stdlib WebDAV-ish stub server stands in for the media
 hosts; no containers."""
 
+import base64
 import http.server
 import json
 import os
@@ -13,12 +14,20 @@ from djangostack import publish
 from djangostack.http import Client
 
 
-class DavStub:
-    """Keep-alive HTTP/1.1 server storing PUT bodies; records the PUT order."""
+CREDENTIAL = "demo:tok3n-Of-demo"
 
-    def __init__(self, fail_puts=False):
+
+class DavStub:
+    """Keep-alive HTTP/1.1 server storing PUT bodies; records the PUT order.
+    With a credential ("user:password"), as the media hosts' nginx: any
+    request without exactly that HTTP Basic credential gets 401 and changes
+    nothing (``refused`` counts them)."""
+
+    def __init__(self, fail_puts=False, credential=None):
         self.files, self.puts, self.fail_puts = {}, [], fail_puts
         self.put_attempts = 0
+        self.refused = []
+        self.authorization = "Basic " + base64.b64encode(credential.encode()).decode() if credential else None
         stub = self
 
         class Handler(http.server.BaseHTTPRequestHandler):
@@ -35,8 +44,20 @@ class DavStub:
                 if self.command != "HEAD":
                     self.wfile.write(body)
 
+            def _refused(self):
+                if stub.authorization is None or self.headers.get("Authorization") == stub.authorization:
+                    return False
+                stub.refused.append((self.command, self.path))
+                self.send_response(401)
+                self.send_header("WWW-Authenticate", 'Basic realm="media writes"')
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+                return True
+
             def do_PUT(self):
                 body = self.rfile.read(int(self.headers["Content-Length"]))
+                if self._refused():
+                    return
                 stub.put_attempts += 1
                 if stub.fail_puts:
                     return self._reply(500)
@@ -45,17 +66,23 @@ class DavStub:
                 self._reply(201)
 
             def do_GET(self):
+                if self._refused():
+                    return
                 if self.path in stub.files:
                     return self._reply(200, stub.files[self.path])
                 self._reply(404)
 
             def do_HEAD(self):
+                if self._refused():
+                    return
                 self.send_response(200 if self.path in stub.files else 404)
                 self.send_header("Content-Length", str(len(stub.files.get(self.path, b""))))
                 self.send_header("Last-Modified", "Sat, 21 Nov 2026 10:00:00 GMT")
                 self.end_headers()
 
             def do_DELETE(self):
+                if self._refused():
+                    return
                 self._reply(204 if stub.files.pop(self.path, None) is not None else 404)
 
         self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
@@ -114,6 +141,33 @@ def test_publish_failing_host_gets_no_manifest_and_fails(tmp_path, stubs):
     assert publish.main([str(src), good.url + "/s/", bad.url + "/s/"]) == 1
     assert "/s/staticfiles.json" in good.files
     assert bad.files == {}
+
+
+def test_publish_sends_the_credential_the_media_hosts_require(tmp_path, stubs, monkeypatch):
+    (tmp_path / "static").mkdir()
+    src = _tree(tmp_path / "static")
+    stub = stubs(credential=CREDENTIAL)
+    urls = [stub.url + "/demo/static/"]
+    monkeypatch.delenv("DJANGO_MEDIA_WRITE_CREDENTIAL", raising=False)
+    monkeypatch.delenv("DJANGO_ENV_FILE", raising=False)
+    # None: refused (401), nothing stored, a publish stays due.
+    assert publish.main([str(src), *urls]) == 1
+    assert stub.files == {} and stub.refused and {m for m, _ in stub.refused} == {"PUT"}
+    # Another app's (or a wrong) credential: refused alike.
+    monkeypatch.setenv("DJANGO_MEDIA_WRITE_CREDENTIAL", "other:tok3n-Of-demo")
+    assert publish.main([str(src), *urls]) == 1 and stub.files == {}
+    # From the env file the formula writes (DJANGO_ENV_FILE, as Salt runs it).
+    monkeypatch.delenv("DJANGO_MEDIA_WRITE_CREDENTIAL")
+    env_file = tmp_path / "demo.env"
+    env_file.write_text(f"DJANGO_SECRET_KEY=x\nDJANGO_MEDIA_WRITE_CREDENTIAL={CREDENTIAL}\n")
+    monkeypatch.setenv("DJANGO_ENV_FILE", str(env_file))
+    refused = len(stub.refused)
+    assert publish.main([str(src), *urls]) == 0
+    assert stub.puts[-1] == "/demo/static/staticfiles.json" and len(stub.refused) == refused
+    assert publish.main(["--check", str(src), *urls]) == 0
+    # The process environment wins over the file.
+    monkeypatch.setenv("DJANGO_MEDIA_WRITE_CREDENTIAL", "demo:wrong")
+    assert publish.main(["--check", str(src), *urls]) == 1
 
 
 def test_client_reuses_one_connection(stubs):
@@ -228,6 +282,37 @@ def test_storage_save_fails_when_no_host_stores_it(django_settings, stubs):
     storage = _storage(stubs(fail_puts=True), stubs(fail_puts=True))
     with pytest.raises(OSError):
         storage.save("x.txt", ContentFile(b"x"))
+
+
+def test_storage_writes_only_with_the_credential_the_media_hosts_require(django_settings, stubs):
+    from django.core.files.base import ContentFile
+
+    one, two = stubs(credential=CREDENTIAL), stubs(credential=CREDENTIAL)
+    for credential in (None, "demo:wrong", "other:tok3n-Of-demo"):
+        with pytest.raises(OSError, match="HTTP 401"):
+            _storage(one, two, credential=credential).save("x.txt", ContentFile(b"x"))
+    assert one.files == two.files == {} and one.refused and two.refused
+    refused = len(one.refused), len(two.refused)
+    storage = _storage(one, two, credential=CREDENTIAL)
+    name = storage.save("x.txt", ContentFile(b"x"))
+    assert one.files["/m/" + name] == two.files["/m/" + name] == b"x"
+    assert storage.open(name).read() == b"x" and storage.exists(name)
+    # A delete without the credential is refused and leaves the file.
+    with pytest.raises(OSError, match="HTTP 401"):
+        _storage(one, two).delete(name)
+    assert "/m/" + name in one.files and "/m/" + name in two.files
+    storage.delete(name)
+    assert one.files == two.files == {}
+    assert (len(one.refused), len(two.refused)) == (refused[0] + 1, refused[1] + 1)
+
+
+def test_a_credential_without_a_colon_is_refused_at_once(django_settings):
+    from django.core.exceptions import ImproperlyConfigured
+
+    from djangostack.storage import MediaHostsStorage
+
+    with pytest.raises(ImproperlyConfigured, match="DJANGO_MEDIA_WRITE_CREDENTIAL"):
+        MediaHostsStorage(write_urls=["http://127.0.0.1:9/m/"], credential="just-a-token")
 
 
 def test_persistent_cache_keeps_client_and_replaces_it_after_fork(django_settings, monkeypatch):

@@ -26,6 +26,7 @@ print(json.dumps({
     "USER": db["USER"], "PASSWORD": db["PASSWORD"], "CONN_MAX_AGE": db["CONN_MAX_AGE"],
     "LOCATION": cache["LOCATION"], "KEY_PREFIX": cache["KEY_PREFIX"],
     "write_urls": s.STORAGES["default"]["OPTIONS"]["write_urls"],
+    "credential": s.STORAGES["default"]["OPTIONS"]["credential"],
     "STATIC_ROOT": s.STATIC_ROOT, "SSL_REDIRECT": getattr(s, "SECURE_SSL_REDIRECT", False),
     "HSTS": getattr(s, "SECURE_HSTS_SECONDS", 0), "SERVER_EMAIL": s.SERVER_EMAIL,
     "DEFAULT_FROM_EMAIL": s.DEFAULT_FROM_EMAIL,
@@ -66,6 +67,7 @@ def test_required_values_and_defaults(tmp_path):
     assert s["LOCATION"] == ["127.0.0.1:11211"]
     assert s["KEY_PREFIX"] == ""
     assert s["write_urls"] == []
+    assert s["credential"] is None
     assert s["STATIC_ROOT"] is None
     assert s["SSL_REDIRECT"] is False
     assert s["SERVER_EMAIL"] == s["DEFAULT_FROM_EMAIL"] == "root@localhost"
@@ -82,6 +84,7 @@ def test_every_value_the_formula_writes(tmp_path):
         "DJANGO_CACHE_SERVERS": "10.0.0.6:11211, 10.0.0.7:11211",
         "DJANGO_CACHE_KEY_PREFIX": "demo",
         "DJANGO_MEDIA_WRITE_URLS": "http://10.0.0.8:8081/demo/media/,http://10.0.0.9:8081/demo/media/",
+        "DJANGO_MEDIA_WRITE_CREDENTIAL": "demo:a-b_C=",
         "DJANGO_STATIC_ROOT": "/srv/apps/demo/static",
         "DJANGO_DB_CONN_MAX_AGE": "60",
         "DJANGO_SERVER_EMAIL": "app@example.com",
@@ -93,6 +96,7 @@ def test_every_value_the_formula_writes(tmp_path):
     assert s["LOCATION"] == ["10.0.0.6:11211", "10.0.0.7:11211"]
     assert s["KEY_PREFIX"] == "demo"
     assert s["write_urls"] == ["http://10.0.0.8:8081/demo/media/", "http://10.0.0.9:8081/demo/media/"]
+    assert s["credential"] == "demo:a-b_C="
     assert s["STATIC_ROOT"] == "/srv/apps/demo/static"
     assert s["DEFAULT_FROM_EMAIL"] == "app@example.com"
 

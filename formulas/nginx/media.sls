@@ -1,7 +1,13 @@
 {#- Media role: static files and uploads per site, WebDAV writes from the
-    app hosts. #}
+    app hosts, each site's with that app's credential only. #}
 {%- from 'nginx/map.jinja' import nginx with context %}
 {%- set media = nginx.media %}
+{%- for app, site in media.sites | dictsort %}
+{%-   if not site.get('dav_password_hash') %}
+{{- raise('pillar nginx:media:sites:' ~ app ~ ':dav_password_hash is required: writes to /' ~ app
+           ~ '/ need that app\'s credential (see pillar.example)') }}
+{%-   endif %}
+{%- endfor %}
 
 include:
   - nginx
@@ -41,6 +47,40 @@ nginx-media-{{ app }}-{{ kind }}-dir:
 {%- endfor %}
 {%- endfor %}
 
+{#- Read by the workers at each request (auth_basic_user_file): a changed
+    file counts from the next request, no reload needed. #}
+{%- for app, site in media.sites | dictsort %}
+
+nginx-media-{{ app }}-writer:
+  file.managed:
+    - name: {{ media.writers_dir }}/{{ app }}
+    - contents:
+      - '# Managed by Salt: who may write /{{ app }}/ on the WebDAV port'
+      - {{ (app ~ ':' ~ site.dav_password_hash) | json }}
+    - user: root
+    - group: {{ nginx.group }}
+    - mode: '0640'
+    - makedirs: true
+    - dir_mode: '0750'
+    - show_changes: false
+    - require:
+      - pkg: nginx-package
+{%- endfor %}
+
+# Only the sites' own files: a credential whose site went goes too.
+nginx-media-writers-dir:
+  file.directory:
+    - name: {{ media.writers_dir }}
+    - user: root
+    - group: {{ nginx.group }}
+    - mode: '0750'
+    - clean: true
+    - require:
+      - pkg: nginx-package
+{%- for app in media.sites | sort %}
+      - file: nginx-media-{{ app }}-writer
+{%- endfor %}
+
 nginx-media-site:
   file.managed:
     - name: /etc/nginx/sites-enabled/media.conf
@@ -55,5 +95,6 @@ nginx-media-site:
     - require:
       - file: nginx-main-config
       - file: nginx-media-upload-temp-dir
+      - file: nginx-media-writers-dir
     - watch_in:
       - service: nginx-service

@@ -1,7 +1,7 @@
 {#- The media role left this host: its site piece goes and nginx reloads
-    if it runs (nginx itself stays: another role may use it). Files under the
-    media root are never touched. Needs no pillar; a no-op on a host that
-    never had the role. -#}
+    if it runs (nginx itself stays: another role may use it), then the apps'
+    write credentials (their hashes) go. Files under the media root are never
+    touched. Needs no pillar; a no-op on a host that never had the role. -#}
 {%- from 'nginx/map.jinja' import nginx with context %}
 
 nginx-media-site-removed:
@@ -14,3 +14,9 @@ nginx-reloaded-without-media-site:
     - onlyif: systemctl is-active --quiet {{ nginx.service }}
     - onchanges:
       - file: nginx-media-site-removed
+
+nginx-media-writers-removed:
+  file.absent:
+    - name: {{ nginx.media.writers_dir }}
+    - require:
+      - cmd: nginx-reloaded-without-media-site

@@ -3,9 +3,12 @@
 An adapter is a function named after its role, taking a Context and
 returning a dict merged into the host's pillar. It reads only the topology,
 the apps, the registry's ports and the secrets its formula needs, so a
-secret reaches only the hosts whose roles use it.
+secret reaches only the hosts whose roles use it. What is derived from a
+secret (TLS keys, the media write credential's hash) carries only what the
+host needs, never the secret.
 """
 from . import site
+from .media_auth import password_hash, write_token
 from .tls import host_credentials
 from .topology import hosts_with, role_port
 
@@ -49,6 +52,11 @@ class Context:
 
     def secret(self, path):
         return site.secret(self._secrets, path, self.id)
+
+    def media_write_token(self, app):
+        """The app's credential for the media hosts' WebDAV (user: the app's
+        name), derived from its secret key (media_auth)."""
+        return write_token(self.secret(f"django:{app}:secret_key"), app)
 
     def backup_tls(self):
         """This host's key and certificates for pgBackRest's TLS server."""
@@ -151,6 +159,7 @@ def app(ctx):
             "cache_servers": ctx.endpoints("cache", "memcached"),
             "media_write_urls": ctx.endpoints("media", "media_dav", "http://", f"/{name}/media/"),
             "static_publish_urls": ctx.endpoints("media", "media_dav", "http://", f"/{name}/static/"),
+            "media_write_token": ctx.media_write_token(name),
             "leader": ctx.id == ctx.leader("app"),
             "uwsgi": {**ctx.options("app"), "socket": f"{ctx.address}:{spec['port']}"},
         }
@@ -171,7 +180,11 @@ def media(ctx):
         "listen": f"{ctx.address}:{ctx.port('media', 'media')}",
         "dav_listen": f"{ctx.address}:{ctx.port('media', 'media_dav')}",
         "dav_allow": [ctx.address_of(h) for h in ctx.holders("app")],
-        "sites": {name: {"server_names": spec["server_names"]} for name, spec in ctx.apps.items()},
+        # Writes need the app's credential as well: the hash only, never the
+        # token or the secret key it comes from.
+        "sites": {name: {"server_names": spec["server_names"],
+                         "dav_password_hash": password_hash(ctx.media_write_token(name))}
+                  for name, spec in ctx.apps.items()},
         **ctx.options("media"),
     }}}
 

@@ -33,6 +33,8 @@ def formula_defaults(formula):
 BACKUP_STANZA = stackpillar.adapters.BACKUP_STANZA
 MEDIA_ROOT = formula_defaults("nginx")["media"]["root"]
 MEDIA_PORT = role_ports("media")["media"][0]
+MEDIA_DAV_PORT = role_ports("media")["media_dav"][0]
+MEDIA_WRITERS = formula_defaults("nginx")["media"]["writers_dir"]
 MEMCACHED_PORT = role_ports("cache")["memcached"][0]
 
 APPS = yaml.safe_load(EXAMPLE_APPS.read_text())["apps"]
@@ -349,6 +351,64 @@ def check_upload(lab, lb_host, media_hosts):
         assert (direct.status, direct.body) == (200, content), media
 
 
+# Run on an app host (python3 -c, as root): for each media host given as
+# address:port, the statuses of WebDAV requests on a fresh name under
+# /demo/media/ with no credential, a wrong password, and demo's own from its
+# env file. Prints JSON; never prints the credential.
+DAV_PROBE = r"""
+import base64, http.client, json, sys, uuid
+with open("/etc/django-apps/demo.env") as f:
+    env = dict(line.rstrip("\n").split("=", 1) for line in f if "=" in line and not line.startswith("#"))
+right = env["DJANGO_MEDIA_WRITE_CREDENTIAL"]
+wrong = right.split(":", 1)[0] + ":wrong-" + uuid.uuid4().hex
+
+def status(target, method, path, credential=None):
+    address, port = target.rsplit(":", 1)
+    headers = {"Authorization": "Basic " + base64.b64encode(credential.encode()).decode()} if credential else {}
+    conn = http.client.HTTPConnection(address, int(port), timeout=30)
+    try:
+        conn.request(method, path, body=b"probe" if method == "PUT" else None, headers=headers)
+        return conn.getresponse().status
+    finally:
+        conn.close()
+
+results = {}
+for target in sys.argv[1:]:
+    path = "/demo/media/auth-probe-" + uuid.uuid4().hex + ".txt"
+    results[target] = {
+        "put without": status(target, "PUT", path),
+        "put wrong": status(target, "PUT", path, wrong),
+        "put": status(target, "PUT", path, right),
+        "delete without": status(target, "DELETE", path),
+        "delete": status(target, "DELETE", path, right),
+        "get after": status(target, "GET", path, right),
+    }
+print(json.dumps(results))
+"""
+
+
+def check_media_write_auth(lab, topology):
+    """Media writes need the app's credential besides an app host's address:
+    without it or with a wrong password 401 and nothing stored (the right
+    PUT then creates: 201, not 204), with it a PUT and a DELETE work; the
+    media hosts hold only its hash, in a file nginx's workers alone read."""
+    media_hosts = hosts_with(topology, "media")
+    targets = [f"{lab.address(h)}:{MEDIA_DAV_PORT}" for h in media_hosts]
+    for app_host in hosts_with(topology, "app"):
+        got = json.loads(lab.exec(app_host, ["python3", "-c", DAV_PROBE, *targets], check=True).stdout)
+        assert got == {t: {"put without": 401, "put wrong": 401, "put": 201, "delete without": 401,
+                           "delete": 204, "get after": 404} for t in targets}, (app_host, got)
+    env = lab.host(hosts_with(topology, "app")[0]).file("/etc/django-apps/demo.env").content_string
+    token = re.search(r"^DJANGO_MEDIA_WRITE_CREDENTIAL=demo:(\S+)$", env, re.M).group(1)
+    for host_id in media_hosts:
+        writers = lab.host(host_id).file(f"{MEDIA_WRITERS}/demo")
+        assert (writers.user, writers.group, writers.mode) == ("root", "www-data", 0o640), host_id
+        assert re.search(r"^demo:\{SSHA\}", writers.content_string, re.M), host_id
+        assert token not in writers.content_string, host_id
+        if "app" not in topology["hosts"][host_id]["roles"]:
+            assert token not in repr(lab.pillar(host_id)), host_id
+
+
 def wait_healthy(lab, topology, timeout=60):
     """Every app host answers /healthz through the first load balancer."""
     address = lab.address(hosts_with(topology, "loadbalancer")[0])
@@ -623,6 +683,9 @@ class LayoutSuite:
 
     def test_every_port_is_open_exactly_to_the_roles_the_registry_names(self, lab, topology, say):
         check_firewalls(lab, topology, say)
+
+    def test_media_writes_need_the_apps_credential(self, lab, topology):
+        check_media_write_auth(lab, topology)
 
     def test_secrets_only_on_hosts_that_use_them(self, lab, topology):
         secrets = site_secrets(lab)

@@ -3,11 +3,19 @@
 No shell syntax: no quotes, no `export`, no expansion; the value is everything
 after the first '=', so secrets may hold any character except a newline.
 Blank lines and lines starting with '#' are skipped.
+
+Stdlib only until a value is wrong (the error is Django's
+ImproperlyConfigured): djangostack.publish reads the file too.
 """
 
 import os
 
-from django.core.exceptions import ImproperlyConfigured
+
+def _improperly_configured(message):
+    from django.core.exceptions import ImproperlyConfigured
+
+    return ImproperlyConfigured(message)
+
 
 # Values read from the env file. Kept out of os.environ on purpose: uWSGI's
 # graceful reload re-executes the master with its environment, so values put
@@ -25,7 +33,7 @@ def read_env_file(path):
                 continue
             key, sep, value = line.partition("=")
             if not sep or not key.strip():
-                raise ImproperlyConfigured(f"{path}:{number}: expected KEY=VALUE")
+                raise _improperly_configured(f"{path}:{number}: expected KEY=VALUE")
             values[key.strip()] = value
     return values
 
@@ -38,7 +46,7 @@ def load_env_file(path=None):
     """
     path = path or os.environ.get("DJANGO_ENV_FILE")
     if not path:
-        raise ImproperlyConfigured(
+        raise _improperly_configured(
             "DJANGO_ENV_FILE is not set: it names the app's env file "
             "(the uWSGI vassal and Salt's manage.py runs set it)"
         )
@@ -54,7 +62,7 @@ def env_str(name, default=None, required=False):
     value = _get(name)
     if value == "":
         if required:
-            raise ImproperlyConfigured(f"{name} is missing from the env file")
+            raise _improperly_configured(f"{name} is missing from the env file")
         return default
     return value
 
@@ -75,7 +83,7 @@ def env_bool(name, default=False):
         return True
     if value in ("0", "false", "no", "off"):
         return False
-    raise ImproperlyConfigured(f"{name}={value!r} is not a boolean")
+    raise _improperly_configured(f"{name}={value!r} is not a boolean")
 
 
 def env_int(name, default):
@@ -83,4 +91,4 @@ def env_int(name, default):
     try:
         return int(value) if value else default
     except ValueError:
-        raise ImproperlyConfigured(f"{name}={value!r} is not an integer") from None
+        raise _improperly_configured(f"{name}={value!r} is not an integer") from None

@@ -3,8 +3,11 @@
 One connection per (thread, host), reused across requests; a request on a
 reused connection that the server has meanwhile closed is retried once on a
 new one (every method used here is idempotent: GET, HEAD, PUT, DELETE).
+Given a credential ("user:password"), every request carries it (HTTP Basic):
+the media hosts' WebDAV port lets each app's credential alone into its trees.
 """
 
+import base64
 import http.client
 import os
 import threading
@@ -26,13 +29,22 @@ class Response:
         self.body = body
 
 
+def basic_authorization(credential):
+    """The Authorization header of HTTP Basic for "user:password"."""
+    if ":" not in credential:
+        raise ValueError("a media write credential is user:password")
+    return "Basic " + base64.b64encode(credential.encode()).decode("ascii")
+
+
 class Client:
     """timeout: seconds a request may wait on a connected host;
-    connect_timeout: on connecting (an unreachable host fails that fast)."""
+    connect_timeout: on connecting (an unreachable host fails that fast);
+    credential: "user:password" sent with every request (HTTP Basic), or None."""
 
-    def __init__(self, timeout=10, connect_timeout=None):
+    def __init__(self, timeout=10, connect_timeout=None, credential=None):
         self.timeout = timeout
         self.connect_timeout = connect_timeout or timeout
+        self._headers = {"Authorization": basic_authorization(credential)} if credential else {}
         self._local = threading.local()
 
     def _connections(self):
@@ -82,7 +94,7 @@ class Client:
                     finally:
                         conn.timeout = self.timeout
                     conn.sock.settimeout(self.timeout)
-                conn.request(method, path, body=body, headers=headers or {})
+                conn.request(method, path, body=body, headers={**self._headers, **(headers or {})})
                 response = conn.getresponse()
                 if sink is not None and response.status == 200 and method != "HEAD":
                     while chunk := response.read(65536):

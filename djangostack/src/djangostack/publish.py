@@ -10,6 +10,12 @@ rendered by app hosts not yet reloaded keep working.
 
 --check exits 0 when every URL's staticfiles.json equals the local one
 (compared as JSON), 1 when one differs or cannot be read: a publish is due.
+
+Every request carries the app's media write credential ("app:token", HTTP
+Basic), which the media hosts require: DJANGO_MEDIA_WRITE_CREDENTIAL from the
+process environment, else from the env file DJANGO_ENV_FILE names (the
+formula sets it; a secret never goes on a command line). Neither: no
+credential is sent.
 Stdlib only (runs before the app's requirements matter).
 """
 
@@ -20,9 +26,19 @@ import os
 import sys
 import urllib.parse
 
+from djangostack.env import read_env_file
 from djangostack.http import Client
 
 MANIFEST = "staticfiles.json"
+CREDENTIAL = "DJANGO_MEDIA_WRITE_CREDENTIAL"
+
+
+def credential(environ=os.environ):
+    """The media write credential (user:password), or None."""
+    if environ.get(CREDENTIAL):
+        return environ[CREDENTIAL]
+    path = environ.get("DJANGO_ENV_FILE")
+    return (read_env_file(path).get(CREDENTIAL) or None) if path else None
 
 
 def files_to_publish(src):
@@ -94,7 +110,10 @@ def main(argv=None):
     args = parser.parse_args(argv)
     if not os.path.isfile(os.path.join(args.src, MANIFEST)):
         parser.error(f"{args.src}/{MANIFEST} is missing: run collectstatic first")
-    client = Client(timeout=args.timeout)
+    try:
+        client = Client(timeout=args.timeout, credential=credential())
+    except ValueError as exc:
+        parser.error(f"{CREDENTIAL}: {exc}")
     if args.check:
         return 0 if in_sync(args.src, args.urls, client) else 1
     return 1 if publish(args.src, args.urls, client) else 0

@@ -171,6 +171,8 @@ STORAGES = {
         "BACKEND": "djangostack.storage.MediaHostsStorage",
         "OPTIONS": {
             "write_urls": _list("DJANGO_MEDIA_WRITE_URLS"),
+            # app:token, HTTP Basic on every request to the write URLs.
+            "credential": _str("DJANGO_MEDIA_WRITE_CREDENTIAL"),
             "timeout": _int("DJANGO_MEDIA_TIMEOUT", 10),
         },
     },

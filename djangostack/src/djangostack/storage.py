@@ -9,10 +9,12 @@ seconds, so an unreachable host costs one connect timeout, not one per
 upload; the media hosts copy what they missed from each other
 (media_sync). Reads, exists and size ask the hosts in turn and take the
 first that has the file. url() is MEDIA_URL + name: the load balancers
-serve /media/ from the media hosts.
+serve /media/ from the media hosts. Every request to the write URLs carries
+the app's credential ("app:token", HTTP Basic): the media hosts refuse
+writes to an app's trees without it (401).
 
 STORAGES = {"default": {"BACKEND": "djangostack.storage.MediaHostsStorage",
-                        "OPTIONS": {"write_urls": [...], "timeout": 10}}}
+                        "OPTIONS": {"write_urls": [...], "credential": "app:token", "timeout": 10}}}
 """
 
 import email.utils
@@ -49,13 +51,17 @@ class MediaHostError(OSError):
 
 @deconstructible(path="djangostack.storage.MediaHostsStorage")
 class MediaHostsStorage(Storage):
-    def __init__(self, write_urls=None, base_url=None, timeout=10, connect_timeout=2, retry_after=30):
+    def __init__(self, write_urls=None, base_url=None, timeout=10, connect_timeout=2, retry_after=30,
+                 credential=None):
         urls = [u if u.endswith("/") else u + "/" for u in (write_urls or [])]
         self.write_urls = urls
         self._base_url = base_url
         self.timeout = timeout
         self.retry_after = retry_after
-        self._http = Client(timeout=timeout, connect_timeout=connect_timeout)
+        try:
+            self._http = Client(timeout=timeout, connect_timeout=connect_timeout, credential=credential)
+        except ValueError as exc:
+            raise ImproperlyConfigured(f"MediaHostsStorage credential (DJANGO_MEDIA_WRITE_CREDENTIAL): {exc}") from None
         self._failed_at = {}
         self._lock = threading.Lock()
         self._pool = None
