@@ -312,7 +312,9 @@ class Uploader:
         return request(self.address, "/upload/", "POST", body, {
             "Content-Type": f"multipart/form-data; boundary={boundary}",
             "Cookie": f"csrftoken={self.cookie}",
-            "Referer": f"http://{SITE_HOST}/",
+            # A browser names the page the form came from (Django checks it over HTTPS).
+            "Origin": f"https://{SITE_HOST}",
+            "Referer": f"https://{SITE_HOST}/",
         }, timeout=timeout)
 
 
