@@ -10,7 +10,7 @@ on top of it. Per release (``trixie``, ``bookworm``), tagged
 - ``build``: rootfs + gcc, python3-dev and a venv: wheelhouses are built
   in it, with that release's own Python (trixie's 3.13 has to compile
   Salt's ``timelib``);
-- ``base``: rootfs + Salt from the release's Salt wheelhouse, in /opt/salt;
+- ``base``: rootfs + Salt from the release's Salt wheelhouse, in /opt/salt, and sshd;
 - ``aptproxy``: rootfs + apt-cacher-ng;
 - ``acme``: rootfs + pebble, the lab's ACME server.
 
@@ -115,7 +115,7 @@ def build_hash(rootfs_ref: str) -> str:
 def base_hash(rootfs_ref: str, wheels: list[str]) -> str:
     return sha256_text(
         "base-v2", rootfs_ref, _recipe("Dockerfile.base"), _recipe("salt-master.service"),
-        _recipe("salt-minion.service"), SALT_VERSION, *wheels,
+        _recipe("salt-minion.service"), _recipe("ssh-host-keys.service"), SALT_VERSION, *wheels,
     )[:12]
 
 
@@ -373,6 +373,7 @@ def ensure_images(settings: Settings, release: str, progress: Progress) -> Image
                 "wheels": wheels_dir,
                 "salt-master.service": RECIPE_DIR / "salt-master.service",
                 "salt-minion.service": RECIPE_DIR / "salt-minion.service",
+                "ssh-host-keys.service": RECIPE_DIR / "ssh-host-keys.service",
             }, progress, f"docker build {base} (Salt {SALT_VERSION} in /opt/salt)")
         ah = aptproxy_hash(rootfs)
         aptproxy = _ref(settings, "aptproxy", release, ah)

@@ -10,7 +10,7 @@ are thin layers over it)::
     lab.highstate()                  # {topology host: changed states}; raises on failed states
     lab.salt("*", "test.ping")       # parsed JSON from the master's salt CLI
     lab.exec("app1", "uname -a")     # CompletedProcess (text)
-    lab.address("app1"), lab.url     # 10.77.0.11, http://127.0.0.1:8080/
+    lab.address("app1"), lab.url     # 10.77.0.11, https://127.0.0.1:8081/
     lab.set_topology(yaml_text); lab.restore_topology()
     lab.down()                       # nothing of the lab is left
 
@@ -228,12 +228,12 @@ class Lab(SaltMixin):
 
     @property
     def urls(self) -> dict[str, str]:
-        """Host publishing port 80 -> its URL (http://127.0.0.1:PORT/)."""
+        """Host publishing port 443 -> the site's URL (https://127.0.0.1:PORT/)."""
         return {c["host"]: c["url"] for c in self.status()["containers"] if c.get("url")}
 
     @property
     def url(self) -> str | None:
-        """URL of the first host (topology order) publishing port 80, or None."""
+        """URL of the first host (topology order) publishing port 443, or None."""
         urls = self.urls
         for h in self.hosts:
             if h in urls:

@@ -13,7 +13,7 @@ once, then every module marked with the same layout and release shares it::
     pytestmark = pytest.mark.layout("three-tier")   # deploy=False: up only; release="bookworm"
 
     def test_site_answers(lab):
-        r = lab.exec("lb1", "curl -fsS -o /dev/null -w '%{http_code}' http://127.0.0.1/")
+        r = lab.exec("lb1", "curl -ksS -o /dev/null -w '%{http_code}' https://127.0.0.1/")
         assert r.stdout == "200"
 
     def test_second_deploy_changes_nothing(lab):
@@ -67,7 +67,7 @@ The Lab API (see stacklab/lab.py)
                                    /srv/site): topology.sls, apps.sls, secrets.sls, overrides.sls
 ``lab.address(host)``              private address (``"salt"``: the master; also outsider)
 ``lab.url`` / ``lab.urls``         published port 80 URL(s) (roles.<role>.lab.publish in the
-                                   registry: the load balancers), http://127.0.0.1:8080/
+                                   registry: the load balancers), https://127.0.0.1:8081/
 ``lab.salt(*args)``                ``salt --out=json --static ARGS`` on the master -> dict
                                    e.g. ``lab.salt("*", "test.ping")`` -> {"app1": True, ...,
                                    "outsider": True}

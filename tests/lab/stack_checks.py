@@ -739,6 +739,23 @@ class Background:
         self._thread.join()
 
 
+class Pinger(Background):
+    """test.ping from the master to ``hosts``, again and again: counts the
+    answers each host gave and missed."""
+
+    interval = 0.2
+
+    def __init__(self, lab, hosts):
+        super().__init__()
+        self.lab, self.hosts = lab, list(hosts)
+        self.sent, self.missed = 0, []
+
+    def step(self):
+        got = self.lab.salt("-L", ",".join(self.hosts), "test.ping", "--timeout=10")
+        self.sent += 1
+        self.missed += [(self.elapsed(), h) for h in self.hosts if got.get(h) is not True]
+
+
 class Traffic(Background):
     """Writes (POST /api/visits, acknowledged by a 201 with the row id) and,
     with reads, reads (GET /) in turn through the load balancer, one every

@@ -273,13 +273,16 @@ def test_apt_goes_through_the_lab_cache(lab):
 
 
 def test_registry_ports_are_published_on_localhost(lab):
-    """alpha holds loadbalancer, whose registry entry says lab.publish: [80]."""
-    assert lab.topology.registry["roles"]["loadbalancer"]["lab"]["publish"] == [80]
+    """alpha holds loadbalancer, whose registry entry says lab.publish: [80, 443];
+    the site's URL is the published 443."""
+    assert lab.topology.registry["roles"]["loadbalancer"]["lab"]["publish"] == [80, 443]
     assert {h: lab.topology.published_ports(h) for h in lab.hosts} == \
-        {"alpha": [80], "bravo": [], FQDN: []}
+        {"alpha": [80, 443], "bravo": [], FQDN: []}
     url = lab.url
-    assert url and url.startswith("http://127.0.0.1:") and lab.urls == {"alpha": url}
-    lab.exec("alpha", "systemd-run --unit=stacklab-probe python3 -m http.server 80 --directory /etc",
+    assert url and url.startswith("https://127.0.0.1:") and lab.urls == {"alpha": url}
+    # Plain HTTP on 443 (no stack deployed here): the publishing is what is checked.
+    url = url.replace("https://", "http://")
+    lab.exec("alpha", "systemd-run --unit=stacklab-probe python3 -m http.server 443 --directory /etc",
              check=True)
     try:
         deadline = time.monotonic() + 20

@@ -87,6 +87,28 @@ class TestReplicated(checks.LayoutSuite):
         want = dcs["synchronous_node_count"]
         assert states.count("sync") == want and states.count("async") == len(replicas) - want, rows
 
+    def test_only_database_members_open_a_replication_connection(self, lab, topology, say):
+        """The app host reaches PostgreSQL's port (it must), and holds the
+        right replication password here: pg_hba still refuses it a
+        replication connection, which members get."""
+        app = checks.hosts_with(topology, "app")[0]
+        user = checks.formula_defaults("patroni")["users"]["replication"]
+        password = checks.site_secrets(lab)["patroni"]["replication"]
+        leader = checks.leader(lab, topology)
+        probe = ("import sys, psycopg\n"
+                 "try:\n"
+                 "    psycopg.connect(host=sys.argv[1], user=sys.argv[2], password=sys.argv[3], dbname='postgres',"
+                 " replication='database', connect_timeout=10).close()\n"
+                 "    print('connected')\n"
+                 "except psycopg.OperationalError as exc:\n"
+                 "    print(exc)\n")
+        run = lab.exec(app, ["/srv/apps/demo/venv/bin/python", "-c", probe, lab.address(leader), user, password],
+                       check=True)
+        say(f"replication connection from {app}: {run.stdout.strip()}")
+        assert "no pg_hba.conf entry for replication connection" in run.stdout, run.stdout
+        # While every other member streams from the leader.
+        assert wait_streaming(lab, topology) == leader
+
     def test_a_row_written_through_the_site_is_on_every_replica_within_a_second(self, lab, topology, say):
         leader = wait_streaming(lab, topology)
         replicas = [h for h in members(topology) if h != leader]

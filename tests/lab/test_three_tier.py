@@ -2,6 +2,7 @@
 (+ the backup repository)."""
 import json
 import re
+import socket
 import time
 
 import pytest
@@ -49,6 +50,52 @@ class TestThreeTier(checks.LayoutSuite):
             f"serial {before} -> {after}")
         assert after != before
         assert traffic.sent > 10 and traffic.failed == 0, traffic.failures[:10]
+
+    def test_the_firewall_applied_and_changed_from_the_master_cuts_no_connection(self, lab, topology,
+                                                                                 lab_topology, say):
+        """ssh connections from this machine (the layout's admin network)
+        opened before, and the master's test.ping throughout, while every
+        host's table is loaded from nothing, then changed, then changed back."""
+        hosts = list(topology["hosts"])
+        table = checks.formula_defaults("firewall")["table"]
+
+        def apply_firewall():
+            result = lab.salt("-L", ",".join(hosts), "state.apply", "firewall",
+                              f"saltenv={STACK_ENV}", f"pillarenv={STACK_ENV}")
+            failed = {h: [s["comment"] for s in r.values() if not s["result"]] for h, r in result.items()}
+            assert not any(failed.values()), failed
+            return {h: sum(bool(s["changes"]) for s in r.values()) for h, r in result.items()}
+
+        wider = yaml.safe_load(yaml.safe_dump(topology))
+        wider["admin_networks"] = wider["admin_networks"] + ["192.0.2.0/24"]
+        ssh = {h: socket.create_connection((lab.address(h), 22), timeout=10) for h in hosts}
+        try:
+            banners = {h: conn.recv(256) for h, conn in ssh.items()}
+            assert all(b.startswith(b"SSH-2.0-") for b in banners.values()), banners
+            with checks.Pinger(lab, hosts) as pinger:
+                for host in hosts:
+                    lab.exec(host, ["nft", "delete", "table", "inet", table], check=True)
+                loaded = apply_firewall()
+                lab_topology(yaml.safe_dump({"topology": wider}))
+                changed = apply_firewall()
+                lab.restore_topology()
+                restored = apply_firewall()
+            # The connections opened before still carry an ssh key exchange.
+            answers = {}
+            for host, conn in ssh.items():
+                conn.sendall(b"SSH-2.0-stacklab-firewall-check\r\n")
+                answers[host] = conn.recv(4096)
+        finally:
+            for conn in ssh.values():
+                conn.close()
+        say(f"firewall loaded {loaded}, changed {changed}, changed back {restored} (states changed per host); "
+            f"test.ping rounds {pinger.sent}, missed {len(pinger.missed)}; ssh connections alive "
+            f"{sum(bool(a) for a in answers.values())} of {len(ssh)}")
+        assert all(loaded.values()) and all(changed.values()) and all(restored.values())
+        assert pinger.sent > 3 and not pinger.missed, pinger.missed
+        assert all(b"curve25519" in a or b"diffie-hellman" in a or b"mlkem" in a for a in answers.values()), answers
+        for host in hosts:
+            assert "192.0.2.0/24" not in lab.exec(host, ["nft", "list", "table", "inet", table], check=True).stdout
 
     def test_the_plain_database_archives_to_the_repository_and_restores_from_it(self, lab, topology, say):
         """One PostgreSQL (no Patroni) archives through its own settings; a
