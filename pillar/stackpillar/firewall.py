@@ -5,6 +5,8 @@ The firewall formula writes it as one nftables table."""
 from .topology import hosts_with, role_port
 
 SSH_PORT = 22
+# Salt's publisher and request server, on a master that is a topology host.
+SALT_MASTER_PORTS = (4505, 4506)
 
 
 def host_firewall(topology, registry, apps, host_id):
@@ -27,6 +29,10 @@ def host_firewall(topology, registry, apps, host_id):
             for number in [port] if port else [app["port"] for _, app in sorted(apps.items())]:
                 rules.append({"port": number, "sources": sources,
                               "why": f"{role} {name} from {', '.join(spec['from'])}"})
+    if topology.get("salt_master") == host_id:
+        minions = [address for h, address in _addresses(topology) if h != host_id]
+        rules += [{"port": port, "sources": minions, "why": "salt-master from every host"}
+                  for port in SALT_MASTER_PORTS if minions]
     return {"rules": sorted(rules, key=lambda rule: rule["port"])}
 
 

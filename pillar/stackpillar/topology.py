@@ -14,7 +14,7 @@ from .registry import effective_role, present_roles, resolve_registry
 _LABEL = r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?"
 MINION_ID = re.compile(rf"^{_LABEL}(?:\.{_LABEL})*$")
 HOST_KEYS = ("address", "roles", "options")
-TOPOLOGY_KEYS = ("network", "hosts", "admin_networks")
+TOPOLOGY_KEYS = ("network", "hosts", "admin_networks", "salt_master")
 SIZE = re.compile(r"^[0-9]+[kmg]?$", re.I)
 
 
@@ -54,6 +54,8 @@ def check_topology(data, registry):
     result = {"network": str(network), "hosts": checked}
     if "admin_networks" in topology:
         result["admin_networks"] = _admin_networks(topology["admin_networks"])
+    if "salt_master" in topology:
+        result["salt_master"] = _salt_master(topology["salt_master"], checked)
     _counts(result, registry)
     _same_on_every_host(result, roles)
     _ports_distinct(result, resolve_registry(registry, result))
@@ -108,6 +110,18 @@ def _admin_networks(value):
         return [str(ipaddress.ip_network(str(v), strict=True)) for v in value]
     except ValueError as exc:
         raise TopologyError(key, f"{exc} (a network in CIDR form, host bits zero)") from None
+
+
+def _salt_master(value, hosts):
+    """The master's minion id when it is a topology host (its firewall then
+    lets every host reach Salt's ports), else its address."""
+    if isinstance(value, str) and value in hosts:
+        return value
+    try:
+        return str(ipaddress.ip_address(str(value)))
+    except ValueError:
+        raise TopologyError("topology:salt_master", f"must be a host of topology:hosts or an address "
+                            f"(got {value!r})") from None
 
 
 def _address(key, value, network, used):
