@@ -26,7 +26,9 @@ include:
         -keyout {{ dir }}/privkey.pem.new -out {{ dir }}/fullchain.pem.new
         && mv {{ dir }}/privkey.pem.new {{ dir }}/privkey.pem
         && mv {{ dir }}/fullchain.pem.new {{ dir }}/fullchain.pem
+        {%- if marker is not none %}
         && echo {{ marker | quote }} > {{ dir }}/self-signed
+        {%- endif %}
     {#- marker None: any certificate there will do (ACME's stand-in). #}
     - unless: {{ ('test -s ' ~ dir ~ '/fullchain.pem') if marker is none
                  else ('grep -qxF ' ~ (marker | quote) ~ ' ' ~ dir ~ '/self-signed') }}
