@@ -161,16 +161,18 @@ def overrides_for(apps: dict) -> dict:
     }
 
 
-def write_site(site_dir: Path, repo: Path, topology_sls: str, acme_address: str, acme_ca: str) -> Path:
+def write_site(site_dir: Path, repo: Path, topology_sls: str, acme_address: str | None = None,
+               acme_ca: str | None = None) -> Path:
     """(Re)write the lab's site pillar root; secrets.sls is generated once
-    and kept (new apps get their secrets added)."""
+    and kept (new apps get their secrets added). With the lab's ACME server
+    (its address and CA), every app gets its certificate from it."""
     site_dir.mkdir(parents=True, exist_ok=True)
     write_atomic(site_dir / "topology.sls", topology_sls, 0o644)
     apps_src = repo / "pillar" / "examples" / "apps.sls"
     apps = load_apps(repo)
-    write_atomic(site_dir / "apps.sls", f"# {apps_src}, with TLS from the lab's ACME server (stacklab)\n"
-                 + yaml.safe_dump(lab_apps(apps, acme_address, acme_ca), default_flow_style=False,
-                                  sort_keys=False), 0o644)
+    site_apps = lab_apps(apps, acme_address, acme_ca) if acme_address else {"apps": apps}
+    write_atomic(site_dir / "apps.sls", f"# {apps_src}, as the lab serves it (stacklab)\n"
+                 + yaml.safe_dump(site_apps, default_flow_style=False, sort_keys=False), 0o644)
     sec = site_dir / "secrets.sls"
     old = {}
     if sec.is_file():

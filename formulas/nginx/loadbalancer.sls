@@ -88,7 +88,7 @@ nginx-tls-{{ app }}-key:
 {{ self_signed('nginx-tls-' ~ app ~ '-certificate', dir, tls.names, tls.names | join(' ')) }}
 {%-   else %}
 {{ self_signed('nginx-tls-' ~ app ~ '-stand-in', dir, tls.names, none) }}
-{%-     if tls.ca_certificate %}
+{%-     if tls.get('ca_certificate') %}
 
 # The ACME server's own CA (a private one): certbot must trust its directory.
 nginx-tls-{{ app }}-acme-ca:
@@ -112,7 +112,7 @@ nginx-tls-{{ app }}-acme:
         certbot certonly --non-interactive --agree-tos --webroot
         --webroot-path {{ lb.acme_webroot }} --cert-name {{ app }}
         --server {{ tls.directory | quote }}
-        {{ ('--email ' ~ (tls.email | quote)) if tls.email else '--register-unsafely-without-email' }}
+        {{ ('--email ' ~ (tls.email | quote)) if tls.get('email') else '--register-unsafely-without-email' }}
         --deploy-hook {{ lb.acme_deploy_hook }}
         {%- for name in tls.names %} -d {{ name | quote }}{% endfor %}
         && echo {{ request | quote }} > {{ dir }}/acme-request

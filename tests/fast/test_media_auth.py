@@ -20,8 +20,8 @@ APPS = yaml.safe_load(EXAMPLE_APPS.read_text())
 APPS["apps"]["shop"] = {**copy.deepcopy(APPS["apps"]["demo"]), "server_names": ["shop.example.com"],
                         "database": {"name": "shop", "user": "shop"}, "port": 8001}
 TWO_APP_SECRETS = copy.deepcopy(SECRETS)
-TWO_APP_SECRETS["secrets"]["django"]["shop"] = {"secret_key": "test-shop-secret-key"}
-TWO_APP_SECRETS["secrets"]["postgres"]["users"]["shop"] = "test-shop-db-password"
+TWO_APP_SECRETS["secrets"]["django"]["shop"] = {"secret_key": "test-shop-secret-key-of-the-fast-suite-0123456789-abcdefghij"}
+TWO_APP_SECRETS["secrets"]["postgres"]["users"]["shop"] = "test-shop-db-password-of-the-fast-suite"
 SECRET_KEYS = {app: TWO_APP_SECRETS["secrets"]["django"][app]["secret_key"] for app in APPS["apps"]}
 
 
@@ -100,7 +100,7 @@ def test_a_new_secret_key_rotates_token_and_hash(site):
     site.use_layout("three-tier")
     before = pillar_of(site, "three-tier", "media1")["nginx"]["media"]["sites"]
     rotated = copy.deepcopy(TWO_APP_SECRETS)
-    rotated["secrets"]["django"]["demo"]["secret_key"] = "test-secret-key-2"
+    rotated["secrets"]["django"]["demo"]["secret_key"] = "test-secret-key-2-of-the-fast-suite-0123456789-abcdefghijkl"
     site.write_secrets(rotated)
     after = pillar_of(site, "three-tier", "media1")["nginx"]["media"]["sites"]
     assert after["demo"]["dav_password_hash"] != before["demo"]["dav_password_hash"]

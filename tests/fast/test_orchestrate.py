@@ -21,7 +21,7 @@ def expected_steps(topology):
     registry = resolve_registry(REGISTRY, topology)
     everyone = list(topology["hosts"])
     steps = [("refresh-pillar", None, everyone), ("update-mine", None, everyone),
-             ("host-check", "stack.host", everyone)]
+             ("host-check", "stack.host", everyone), ("firewall", "firewall", everyone)]
     for role in sorted(registry["roles"], key=lambda r: registry["roles"][r]["deploy"]["step"]):
         holders = hosts_with(topology, role)
         states = registry["roles"][role]["states"]

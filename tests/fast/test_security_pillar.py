@@ -113,12 +113,12 @@ def test_acme_certifies_the_dns_names_and_load_balancers_ask_each_other_for_toke
 def test_a_certificate_from_pillar_reaches_the_load_balancers_only(renderer):
     secrets = copy.deepcopy(SECRETS)
     secrets["secrets"]["tls"] = {"demo": {"certificate": "-----BEGIN CERTIFICATE-----\nchain-of-the-fast-suite\n",
-                                          "key": "-----BEGIN PRIVATE KEY-----\nkey-of-the-fast-suite\n"}}
+                                          "key": "-----BEGIN PRIVATE KEY-----\ntls-private-key-of-the-fast-suite\n"}}
     pillar, topology = with_tls(renderer, {"source": "pillar"}, secrets)
-    assert "key-of-the-fast-suite" in pillar["nginx"]["loadbalancer"]["sites"]["demo"]["tls"]["key"]
+    assert "tls-private-key-of-the-fast-suite" in pillar["nginx"]["loadbalancer"]["sites"]["demo"]["tls"]["key"]
     for host, spec in topology["hosts"].items():
         if "loadbalancer" not in spec["roles"]:
-            assert "key-of-the-fast-suite" not in repr(renderer.pillar(host, spec["address"])), host
+            assert "tls-private-key-of-the-fast-suite" not in repr(renderer.pillar(host, spec["address"])), host
 
 
 @pytest.mark.parametrize("tls, key, words", [
