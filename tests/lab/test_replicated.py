@@ -90,7 +90,8 @@ class TestReplicated(checks.LayoutSuite):
     def test_only_database_members_open_a_replication_connection(self, lab, topology, say):
         """The app host reaches PostgreSQL's port (it must), and holds the
         right replication password here: pg_hba still refuses it a
-        replication connection, which members get."""
+        physical replication connection (what a replica opens), which
+        members get."""
         app = checks.hosts_with(topology, "app")[0]
         user = checks.formula_defaults("patroni")["users"]["replication"]
         password = checks.site_secrets(lab)["patroni"]["replication"]
@@ -98,7 +99,7 @@ class TestReplicated(checks.LayoutSuite):
         probe = ("import sys, psycopg\n"
                  "try:\n"
                  "    psycopg.connect(host=sys.argv[1], user=sys.argv[2], password=sys.argv[3], dbname='postgres',"
-                 " replication='database', connect_timeout=10).close()\n"
+                 " replication='true', connect_timeout=10).close()\n"
                  "    print('connected')\n"
                  "except psycopg.OperationalError as exc:\n"
                  "    print(exc)\n")
