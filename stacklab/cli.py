@@ -8,7 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from . import docker, images
+from . import bench, docker, images
 from .config import DEFAULT_RELEASE, RELEASES, Settings, check_release
 from .lab import Lab, down_layout, format_status, layout_status
 from .saltctl import STACK_ENV
@@ -25,6 +25,7 @@ examples:
   ./lab highstate               salt '*' state.apply (the outsider minion included)
   ./lab salt '*' test.ping      the salt CLI on the master
   ./lab exec app1 systemctl status uwsgi-emperor
+  ./lab bench --only static django   benchmark rows of the deployed lab (README: Benchmarks)
   ./lab status; ./lab down
   ./lab test [fast|lab] [PYTEST ARGS]   the test suites (handled by the ./lab wrapper)
 
@@ -100,6 +101,20 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("host")
     p.add_argument("cmd", nargs=argparse.REMAINDER)
 
+    p = sub.add_parser("bench", help="benchmark the deployed lab: stack vs reference, interleaved rounds; "
+                       "a table, results.md/.json and a PNG in --out")
+    p.add_argument("layout_arg", nargs="?", metavar="LAYOUT", help="a layout, or current (default: the lab that is up)")
+    p.add_argument("--rounds", type=int, default=3, help="rounds per side, interleaved; medians (default 3)")
+    p.add_argument("--seconds", type=int, default=10, help="seconds per wrk round (default 10)")
+    p.add_argument("--sustain", type=int, default=60, help="seconds of the sustained rows and pgbench (default 60)")
+    p.add_argument("--connections", type=int, default=32, help="wrk connections (default 32)")
+    p.add_argument("--threads", type=int, default=2, help="wrk threads (default 2)")
+    p.add_argument("--out", type=Path, help="results directory (default .lab/bench/<layout>-<timestamp>/)")
+    p.add_argument("--only", nargs="+", choices=bench.GROUPS, metavar="ROW",
+                   help=f"row groups to run, of: {', '.join(bench.GROUPS)} (default: all)")
+    p.add_argument("--first-deploy", action="store_true", help="the lab was just brought up without a deploy: "
+                   "time the first ordered deploy (the convergence row's reference), then bench")
+
     for verb, what in (("images", "the images (rootfs, build, base, apt cache) and wheelhouses"),
                        ("wheelhouse", "the app wheelhouse")):
         p = sub.add_parser(verb, help=f"build (or reuse) {what} of every release (or --release)")
@@ -148,7 +163,14 @@ def _run(args, progress: Progress) -> int:
             images.app_wheelhouse(s, release, progress, imgs)
         return 0
 
+    if verb == "bench" and args.layout_arg not in (None, "current"):
+        args.layout = args.layout_arg
     lab = _current(args, progress)
+    if verb == "bench":
+        return bench.main(lab, bench.Options(
+            rounds=args.rounds, seconds=args.seconds, sustain=args.sustain, connections=args.connections,
+            threads=args.threads, out=args.out, only=tuple(args.only or bench.GROUPS),
+            first_deploy=args.first_deploy))
     if verb == "apply":
         res = lab.run_orchestrate(args.sls, check=False)
         if lab.url:

@@ -22,6 +22,8 @@ import yaml
 import stackpillar
 from stackpillar.registry import resolve_registry
 from stackpillar.topology import role_port
+from stacklab import webclient
+from stacklab.webclient import SITE_HOST, Response
 from tests.layouts import EXAMPLE_APPS, REGISTRY, REPO, hosts_with, load_layout, role_ports
 
 
@@ -72,48 +74,12 @@ def private_ports(topology, host_id, role):
     return ports
 
 
-SITE_HOST = "localhost"  # a server name of the demo app (pillar/examples/apps.sls)
-
-
-class Response:
-    def __init__(self, status, headers, body):
-        self.status, self.headers, self.body = status, headers, body
-
-    @property
-    def text(self):
-        return self.body.decode("utf-8", "replace")
-
-    def header(self, name):
-        return self.headers.get(name.lower())
-
-
-class SiteConnection(http.client.HTTPSConnection):
-    """HTTPS to a load balancer's address, naming the site (SNI) as a
-    browser does. Certificates are checked by the TLS tests, not here."""
-
-    def __init__(self, address, port, timeout):
-        context = ssl.create_default_context()
-        context.check_hostname, context.verify_mode = False, ssl.CERT_NONE
-        super().__init__(SITE_HOST, port, timeout=timeout, context=context)
-        self.address = address
-
-    def connect(self):
-        sock = socket.create_connection((self.address, self.port), self.timeout)
-        self.sock = self._context.wrap_socket(sock, server_hostname=self.host)
-
-
 HTTPS_PORT = role_ports("loadbalancer")["https"][0]
 
 
 def request(address, path, method="GET", body=None, headers=None, port=HTTPS_PORT, timeout=30, tls=True):
     """One request to the site through a load balancer (HTTPS unless tls=False)."""
-    conn = SiteConnection(address, port, timeout) if tls else http.client.HTTPConnection(address, port, timeout=timeout)
-    try:
-        conn.request(method, path, body=body, headers={"Host": SITE_HOST, **(headers or {})})
-        resp = conn.getresponse()
-        return Response(resp.status, {k.lower(): v for k, v in resp.getheaders()}, resp.read())
-    finally:
-        conn.close()
+    return webclient.request(address, path, method, body, headers, port=port, timeout=timeout, tls=tls)
 
 
 # Run on a lab host: GET argv[1]:argv[2]argv[3] with the site's Host;
