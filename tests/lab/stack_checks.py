@@ -21,6 +21,7 @@ import yaml
 
 import stackpillar
 from stackpillar.registry import resolve_registry
+from stackpillar.firewall import SSH_PORT
 from stackpillar.topology import role_port
 from stacklab import webclient
 from stacklab.webclient import SITE_HOST, Response
@@ -57,21 +58,25 @@ def expected(host, topology, role, kind):
     return {name.format(**facts) for name in entry["expect"][kind]}
 
 
-def private_ports(topology, host_id, role):
-    """Ports a holder of `role` listens on that only other roles may reach
-    (a host's port option wins; per-app ports come from the example apps).
-    A remote_only port is listened on only while another host holds a role
-    it is open to."""
-    registry = resolve_registry(REGISTRY, topology)
-    ports = []
+def role_port_numbers(topology, registry, host_id, role):
+    """(port, public, peers, listening) for each port a holder of `role`
+    has: a host's port option wins, per-app ports come from the example
+    apps; peers are the other hosts holding a role it is open to; a
+    remote_only port is listened on only while there are peers."""
     for name, spec in registry["roles"][role]["ports"].items():
-        peers = {h for source in spec["from"] if source != "public" for h in hosts_with(topology, source)}
-        if spec.get("remote_only") and not peers - {host_id}:
-            continue
-        if "public" not in spec["from"]:
-            port = role_port(topology, registry, host_id, role, name)
-            ports += [port] if port else [app["port"] for app in APPS.values()]
-    return ports
+        number = role_port(topology, registry, host_id, role, name)
+        public = "public" in spec["from"]
+        peers = {h for r in spec["from"] if r != "public" for h in hosts_with(topology, r)} - {host_id}
+        listening = public or bool(peers) or not spec.get("remote_only")
+        for port in [number] if number else [app["port"] for app in APPS.values()]:
+            yield port, public, peers, listening
+
+
+def private_ports(topology, host_id, role):
+    """Ports a holder of `role` listens on that only other roles may reach."""
+    registry = resolve_registry(REGISTRY, topology)
+    return [port for port, public, _, listening in role_port_numbers(topology, registry, host_id, role)
+            if listening and not public]
 
 
 HTTPS_PORT = role_ports("loadbalancer")["https"][0]
@@ -476,7 +481,6 @@ async def main(targets):
     print(json.dumps({f"{a} {p}": f for (a, p), f in zip(targets, found)}))
 asyncio.run(main(json.load(sys.stdin)))
 """
-SSH_PORT = 22
 # A port no role uses: closed to everyone (the firewall drops it).
 UNUSED_PORT = 9
 
@@ -489,19 +493,11 @@ def port_plan(topology):
     plan = {}
     for host_id, spec in topology["hosts"].items():
         ports = {SSH_PORT: (False, set()), UNUSED_PORT: (False, set())}
-        for role, entry in registry["roles"].items():
-            for name, port_spec in entry["ports"].items():
-                number = role_port(topology, registry, host_id, role, name)
-                for port in [number] if number else [app["port"] for app in APPS.values()]:
-                    ports.setdefault(port, (False, set()))
-                    if role not in spec["roles"]:
-                        continue
-                    if "public" in port_spec["from"]:
-                        ports[port] = (True, None)
-                        continue
-                    peers = {h for r in port_spec["from"] for h in hosts_with(topology, r)} - {host_id}
-                    listening = bool(peers) or not port_spec.get("remote_only")
-                    ports[port] = (listening, peers)
+        for role in registry["roles"]:
+            for port, public, peers, listening in role_port_numbers(topology, registry, host_id, role):
+                ports.setdefault(port, (False, set()))
+                if role in spec["roles"]:
+                    ports[port] = (True, None) if public else (listening, peers)
         plan[host_id] = ports
     return plan
 
