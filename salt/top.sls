@@ -10,6 +10,7 @@
     - match: list
     - stack.host
     - firewall
+    - salt_minion
 {%-   for sls in stack.get('states', []) %}
     - {{ sls }}
 {%-   endfor %}

@@ -256,11 +256,27 @@ class Lab(SaltMixin):
         """Kill a host hard (SIGKILL to every process: a power cut)."""
         docker.docker("kill", self.container(host), timeout=60)
 
-    def start(self, host: str) -> None:
-        """Start a killed host again and wait for its systemd and minion."""
-        docker.docker("start", self.container(host), timeout=60)
+    def start(self, host: str) -> dict | None:
+        """Start a killed host again; see boot()."""
+        return self.boot(host, "start")
+
+    def restart(self, host: str) -> dict | None:
+        """Reboot a host cleanly (systemd stops its services first); see boot()."""
+        return self.boot(host, "restart")
+
+    def boot(self, host: str, verb: str) -> dict | None:
+        """``docker start|restart`` a host, wait for its systemd and minion,
+        and, when its minion runs a highstate at start (formula salt_minion),
+        for that run to return: its counts (Lab.startup_highstate), else None.
+        Nothing is pushed from the master."""
+        since = self.master_jid_now()
+        docker.docker(verb, self.container(host), timeout=120)
         containers.wait_boot(self.container(host), self.progress)
         self.wait_ping()
+        config = site.formula_defaults(self.settings.repo, "salt_minion")["config_file"]
+        if self.exec(host, f"grep -qs '^startup_states: highstate' {config}").returncode:
+            return None
+        return self.startup_highstate(host, since)
 
     def host(self, host: str):
         """A testinfra Host for a lab host (docker backend)."""

@@ -196,6 +196,28 @@ class SaltMixin:
                       key=lambda st: st.get("__run_num__", 0))
         return [st.get("__id__", "?") for st in runs]
 
+    def master_jid_now(self) -> str:
+        """The master's clock as a job id (Salt's jids are its local time,
+        YYYYmmddHHMMSSffffff): jobs returned later have larger ids."""
+        return docker.out("exec", self.container("master"), "date", "+%Y%m%d%H%M%S%6N", timeout=30).strip()
+
+    def startup_highstate(self, host: str, since_jid: str, timeout: float = 900) -> dict:
+        """The highstate ``host`` ran on its own at its minion's start
+        (startup_states), returned to the master after ``since_jid``: waits
+        for it (bounded), then {jid, states, changed, failed, failures}."""
+        def returned():
+            jobs = self.salt_run("jobs.list_jobs", f"search_target={host}",
+                                 "search_function=state.highstate", timeout=120) or {}
+            newer = sorted(jid for jid in jobs if jid > since_jid)
+            return bool(newer), newer[-1] if newer else "no highstate returned yet"
+
+        jid = wait_until(returned, timeout=timeout, what=f"{host}: highstate at its minion's start",
+                         progress=self.progress, interval=3, report_every=30)
+        data = self.salt_run("jobs.lookup_jid", jid, timeout=120) or {}
+        failures: list[str] = []
+        counts = count_states(host, data.get(host), failures)
+        return {"jid": jid, **counts, "failures": failures}
+
     def pillar(self, host: str) -> dict:
         """A host's compiled pillar, unmasked (Salt 3008 masks pillar output)."""
         data = self.salt(host, "pillar.items", "unmask=True", timeout=300)

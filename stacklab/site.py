@@ -39,6 +39,12 @@ ACME_MANAGEMENT_PORT = 15000
 ACME_MOUNT = "/etc/stacklab-acme"
 
 
+def formula_defaults(repo: Path, formula: str) -> dict:
+    """A formula's defaults.yaml (its one place for each parameter: paths,
+    units, commands)."""
+    return yaml.safe_load((repo / "formulas" / formula / "defaults.yaml").read_text())[formula]
+
+
 def write_atomic(path: Path, text: str, mode: int) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")

@@ -1,5 +1,6 @@
 """python3 -m stackpillar check TOPOLOGY_FILE [--json]
 python3 -m stackpillar pillar SITE_DIR MINION_ID
+python3 -m stackpillar minion-config TOPOLOGY_FILE MINION_ID
 
 check: checks a topology file against the registry (the same check the pillar
 runs) and prints it normalised: a summary, or JSON for other tools (the
@@ -8,14 +9,19 @@ but advised against, e.g. one dcs host) go to stderr too, exit 0.
 
 pillar: prints, as YAML, the pillar a minion gets from the site data in
 SITE_DIR (topology.sls, apps.sls, secrets.sls): what pillar/stack.sls gives
-it on a master, for salt-call --local or a look without one."""
+it on a master, for salt-call --local or a look without one.
+
+minion-config: prints the minion configuration a topology host gets from
+topology:salt_master (/etc/salt/minion.d/django-stack.conf, formula
+salt_minion): what a new host needs, with its pre-seeded key, to join by
+booting. Exit 2 when the topology names no master or not that host."""
 import argparse
 import json
 import sys
 
 import yaml
 
-from . import TopologyError, build_pillar, check_topology, load_registry, load_site, topology_warnings
+from . import TopologyError, minion_config, build_pillar, check_topology, load_registry, load_site, topology_warnings
 
 
 def main(argv=None):
@@ -27,6 +33,9 @@ def main(argv=None):
     pillar = sub.add_parser("pillar", help="print a minion's pillar from a site directory")
     pillar.add_argument("site")
     pillar.add_argument("minion_id")
+    joining = sub.add_parser("minion-config", help="print a host's minion configuration")
+    joining.add_argument("file")
+    joining.add_argument("minion_id")
     args = parser.parse_args(argv)
     registry = load_registry()
     if args.verb == "pillar":
@@ -48,6 +57,17 @@ def main(argv=None):
     except TopologyError as exc:
         print(f"{args.file}: {exc}", file=sys.stderr)
         return 2
+    if args.verb == "minion-config":
+        if args.minion_id not in topology["hosts"]:
+            print(f"{args.file}: topology:hosts has no {args.minion_id}: add the host there first",
+                  file=sys.stderr)
+            return 2
+        config = minion_config(topology, args.minion_id)
+        if config is None:
+            print(f"{args.file}: topology:salt_master is not set: hosts are masterless", file=sys.stderr)
+            return 2
+        print(config, end="")
+        return 0
     for warning in topology_warnings(topology, registry):
         print(f"{args.file}: warning: {warning}", file=sys.stderr)
     if args.json:

@@ -3,6 +3,7 @@ and the registry."""
 from . import adapters
 from .firewall import host_firewall
 from .registry import resolve_registry, roles_in_deploy_order
+from .salt_minion import minion_config
 from .site import check_apps
 from .topology import check_topology, hosts_with, topology_warnings
 
@@ -55,6 +56,10 @@ def build_pillar(host_id, site, registry):
         "mine_functions": {"private_addresses": [{"mine_function": "network.ip_addrs"},
                                                  {"cidr": topology["network"]}]},
     }
+    config = minion_config(topology, host_id)
+    if config:
+        # The minion's own settings: converge at every boot (formula salt_minion).
+        pillar["salt_minion"] = {"config": config}
     if warnings:
         # Allowed but advised against (e.g. one dcs host): said, not refused.
         pillar["stack"]["warnings"] = warnings

@@ -55,4 +55,8 @@ def run():
         previous = step
     plan["retire-moved-roles"] = {"salt.state": _on(everyone, sls="stack.retire",
                                                     require=[{"salt": previous}], **envs)}
+    # Last, once every host is deployed in order: from now on each host
+    # converges itself at every boot (topology:salt_master).
+    plan["minion-config"] = {"salt.state": _on(everyone, sls="salt_minion",
+                                               require=[{"salt": "retire-moved-roles"}], **envs)}
     return plan

@@ -23,14 +23,14 @@ import stackpillar
 from stackpillar.registry import resolve_registry
 from stackpillar.firewall import SSH_PORT
 from stackpillar.topology import role_port
-from stacklab import webclient
+from stacklab import site, webclient
 from stacklab.webclient import SITE_HOST, Response
 from tests.layouts import EXAMPLE_APPS, REGISTRY, REPO, hosts_with, load_layout, role_ports
 
 
 def formula_defaults(formula):
     """A formula's defaults.yaml: the commands and paths it installs."""
-    return yaml.safe_load((REPO / "formulas" / formula / "defaults.yaml").read_text())[formula]
+    return site.formula_defaults(REPO, formula)
 
 
 BACKUP_STANZA = stackpillar.adapters.BACKUP_STANZA

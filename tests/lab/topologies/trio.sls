@@ -7,6 +7,9 @@ topology:
   # ssh reaches every host only from these (the lab: its machine, the
   # network's gateway; a real site: its bastion or VPN).
   admin_networks: [10.77.0.1/32]
+  # The salt-master every host's minion connects to (the lab's master sits
+  # here): each host then converges itself at every boot.
+  salt_master: 10.77.0.254
   hosts:
     alpha:
       address: 10.77.0.11
