@@ -10,7 +10,7 @@ Per lab, on one Docker bridge network with the topology's subnet:
 - ``stacklab-<layout>-master``: systemd + salt-master (hostname ``salt``),
   with the whole repo read-only at /srv/django-stack, the lab's site pillar
   root at /srv/site and the lab's stand-in for a site's own states at
-  /srv/lab-base (see MASTER_CONF);
+  /srv/lab-base (see master_conf);
 - ``stacklab-<layout>-<minion id>``: one systemd host per topology host
   (hostname = the minion id, FQDNs included) with the release's app
   wheelhouse read-only at /srv/stacklab/wheelhouse;
@@ -22,7 +22,10 @@ from __future__ import annotations
 import concurrent.futures
 import os
 import socket
+from pathlib import Path
 from typing import TYPE_CHECKING, Callable, Sequence
+
+import yaml
 
 from . import docker
 from . import site
@@ -36,16 +39,7 @@ if TYPE_CHECKING:
 LABEL = "stacklab.managed=true"
 APT_PROXY_PORT = 3142
 
-MASTER_CONF = """\
-# Written by stacklab: the lab's master. The stack is its own environment
-# (`stack`), so a site's own base top file and its other minions are left
-# alone; roots are read-only bind mounts, so an edit in the repo is live at
-# the next apply.
-file_roots:
-  base: [/srv/lab-base]          # the lab's stand-in for a site's own states
-  stack: [/srv/django-stack/salt, /srv/django-stack/formulas, /srv/django-stack/examples/apps]
-pillar_roots:
-  stack: [/srv/site, /srv/django-stack/pillar]
+MASTER_SETTINGS = """\
 # Keys are pre-seeded by the lab; never accept unknown minions.
 auto_accept: false
 open_mode: false
@@ -59,6 +53,20 @@ state_output: changes
 # Say which pillar key is wrong instead of "see master log" (as README advises).
 pillar_safe_render_error: false
 """
+
+
+def master_conf(repo: Path) -> str:
+    """The lab master's configuration: the stack's roots as salt/masterless.conf
+    names them (its own environment, `stack`, so a site's own base top file
+    and its other minions are left alone), the lab's stand-in for a site's
+    own states as `base`, and MASTER_SETTINGS. Roots are read-only bind
+    mounts: an edit in the repo is live at the next apply."""
+    stack = yaml.safe_load((repo / "salt" / "masterless.conf").read_text())
+    roots = {"file_roots": {"base": ["/srv/lab-base"], **stack["file_roots"]},
+             "pillar_roots": stack["pillar_roots"]}
+    return ("# Written by stacklab: the lab's master.\n"
+            + yaml.safe_dump(roots, default_flow_style=None, sort_keys=False) + MASTER_SETTINGS)
+
 
 MINION_CONF = """\
 # Written by stacklab.
@@ -169,11 +177,7 @@ def create(lab: "Lab", imgs: "ImageSet", keys: dict[str, tuple[str, str]]) -> No
             labels.append(f"stacklab.url={url}")
         if published:
             labels.append(f"stacklab.published={' '.join(published)}")
-        runs.append((lab.container(host.id), [
-            "--hostname", host.id, "--ip", host.address, "--network-alias", host.id,
-            *label_args(labels), *publish, *docker.SYSTEMD_RUN_FLAGS,
-            "-v", f"{wheelhouse}:{WHEELHOUSE_MOUNT}:ro",
-            imgs.base]))
+        runs.append((lab.container(host.id), host_args(lab, host.id, host.address, labels, imgs) + publish))
     runs.append((lab.container(lab.outsider), [
         "--hostname", lab.outsider, "--ip", lab.outsider_address, "--network-alias", lab.outsider,
         *label_args(lab.labels("outsider", lab.outsider) + [f"stacklab.address={lab.outsider_address}"]),
@@ -188,10 +192,49 @@ def create(lab: "Lab", imgs: "ImageSet", keys: dict[str, tuple[str, str]]) -> No
             if state != "running":
                 p(f"  {name}: {state}: {why}")
     with p.step("configuring and starting salt-master"):
-        setup_master(lab.container("master"), keys)
+        setup_master(lab.container("master"), lab.settings.repo, keys)
     with p.step(f"configuring and starting {len(lab.minions)} minions"):
         parallel(lambda h: setup_minion(lab.container(h), h, keys[h], lab.proxy_address), lab.minions)
     lab.wait_ping()
+
+
+def host_args(lab: "Lab", host_id: str, address: str, labels: list[str], imgs: "ImageSet",
+              mounts: Sequence[str] = ()) -> list[str]:
+    """``docker run`` arguments of a topology host's container (after the
+    common ones): systemd, the release's app wheelhouse, its address."""
+    return ["--hostname", host_id, "--ip", address, "--network-alias", host_id,
+            *label_args(labels), *docker.SYSTEMD_RUN_FLAGS,
+            "-v", f"{lab.settings.wheelhouse(lab.release)}:{WHEELHOUSE_MOUNT}:ro",
+            *[arg for mount in mounts for arg in ("-v", mount)],
+            imgs.base]
+
+
+def masterless_host(lab: "Lab", host_id: str, address: str, imgs: "ImageSet", site_dir: Path) -> None:
+    """Start a host with no master, set up as README's "Masterless" says: a
+    checkout of this repository at /srv/django-stack (here: the repo,
+    read-only), the site's pillar root at /srv/site and salt/masterless.conf
+    in /etc/salt/minion.d/; no salt-minion runs. The apt proxy is the lab's."""
+    container = lab.container(host_id)
+    labels = lab.labels("host", host_id) + [f"stacklab.address={address}", "stacklab.masterless=true"]
+    mounts = [f"{lab.settings.repo}:/srv/django-stack:ro", f"{site_dir}:/srv/site:ro"]
+    docker.docker("run", "-d", "--name", container, "--network", lab.network, "--restart", "no",
+                  *host_args(lab, host_id, address, labels, imgs, mounts), timeout=180)
+    wait_boot(container, lab.progress)
+    use_apt_proxy(container, lab.proxy_address)
+    docker.put_file(container, "/etc/salt/minion.d/masterless.conf",
+                    (lab.settings.repo / "salt" / "masterless.conf").read_text())
+
+
+def join_host(lab: "Lab", host_id: str, address: str, imgs: "ImageSet",
+              minion_config: tuple[str, str], key: tuple[str, str]) -> None:
+    """Start a host that knows only what a site gives a new server: its
+    minion configuration (``(path, text)``) and its pre-seeded keypair."""
+    container = lab.container(host_id)
+    labels = lab.labels("host", host_id) + [f"stacklab.address={address}", "stacklab.joined=true"]
+    docker.docker("run", "-d", "--name", container, "--network", lab.network, "--restart", "no",
+                  *host_args(lab, host_id, address, labels, imgs), timeout=180)
+    wait_boot(container, lab.progress)
+    start_minion(container, *minion_config, key, lab.proxy_address)
 
 
 def wait_boot(container: str, progress: Progress, timeout: float = 120) -> tuple[str, str, str]:
@@ -209,8 +252,8 @@ def wait_boot(container: str, progress: Progress, timeout: float = 120) -> tuple
     return container, state, why
 
 
-def setup_master(container: str, keys: dict[str, tuple[str, str]]) -> None:
-    docker.put_file(container, "/etc/salt/master.d/stacklab.conf", MASTER_CONF, "0644")
+def setup_master(container: str, repo: Path, keys: dict[str, tuple[str, str]]) -> None:
+    docker.put_file(container, "/etc/salt/master.d/stacklab.conf", master_conf(repo), "0644")
     docker.sh(container, "rm -f /etc/salt/pki/master/minions/*", timeout=30)
     for minion, (_pem, pub) in keys.items():
         docker.put_file(container, f"/etc/salt/pki/master/minions/{minion}", pub, "0644")
@@ -219,10 +262,22 @@ def setup_master(container: str, keys: dict[str, tuple[str, str]]) -> None:
 
 
 def setup_minion(container: str, minion: str, key: tuple[str, str], proxy_address: str) -> None:
-    pem, pub = key
+    start_minion(container, "/etc/salt/minion.d/stacklab.conf", MINION_CONF.format(id=minion), key,
+                 proxy_address)
+
+
+def use_apt_proxy(container: str, proxy_address: str) -> None:
     docker.put_file(container, "/etc/apt/apt.conf.d/01stacklab-proxy",
                     APT_PROXY_CONF.format(address=proxy_address, port=APT_PROXY_PORT))
-    docker.put_file(container, "/etc/salt/minion.d/stacklab.conf", MINION_CONF.format(id=minion))
+
+
+def start_minion(container: str, config_path: str, config_text: str, key: tuple[str, str],
+                 proxy_address: str) -> None:
+    """The lab's apt proxy, the minion's configuration and keypair, then the
+    minion, enabled at boot."""
+    pem, pub = key
+    use_apt_proxy(container, proxy_address)
+    docker.put_file(container, config_path, config_text)
     docker.put_file(container, "/etc/salt/pki/minion/minion.pem", pem, "0400")
     docker.put_file(container, "/etc/salt/pki/minion/minion.pub", pub, "0644")
     docker.sh(container, "systemctl enable salt-minion && systemctl start --no-block salt-minion",

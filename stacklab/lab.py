@@ -67,6 +67,8 @@ class Lab(SaltMixin):
         self.last_highstate: object = None
         self._testinfra: dict[str, object] = {}
         self._fingerprint = ""
+        # Hosts started by join(): minion id -> address.
+        self.joined: dict[str, str] = {}
 
     # --- names -----------------------------------------------------------
     def container(self, host: str) -> str:
@@ -76,7 +78,7 @@ class Lab(SaltMixin):
             return f"stacklab-{self.name}-master"
         if host in ("aptproxy", "acme") or host == self.outsider:
             return f"stacklab-{self.name}-{host}"
-        if host not in self.topology.hosts:
+        if host not in self.topology.hosts and host not in self.joined:
             raise LabError(f"no host {host!r} in layout {self.name} "
                            f"(hosts: {', '.join(self.hosts)}; also salt, aptproxy, acme, {self.outsider})")
         return f"stacklab-{self.name}-{host}"
@@ -91,6 +93,8 @@ class Lab(SaltMixin):
         if host == self.outsider:
             return self.outsider_address
         self.container(host)
+        if host in self.joined:
+            return self.joined[host]
         return self.topology.hosts[host].address
 
     def labels(self, kind: str, host: str = "") -> list[str]:
@@ -156,11 +160,12 @@ class Lab(SaltMixin):
         acme_ca = site.acme_server_files(self.dir / "acme", self.acme_address)
         return site.write_site(self.site_dir, self.settings.repo, self._topology_sls(), self.acme_address, acme_ca)
 
-    def set_topology(self, yaml_text: str) -> None:
+    def set_topology(self, yaml_text: str, joining: Sequence[str] = ()) -> None:
         """Replace the lab's topology.sls with literal YAML (e.g. a role moved
-        to another host); live at the next apply. Hosts must be lab hosts;
-        the schema is the pillar's to check (a wrong file is a valid test)."""
-        site.check_replacement(yaml_text, self.hosts)
+        to another host); live at the next apply. Hosts must be lab hosts or
+        ``joining`` (to be started by join()); the schema is the pillar's to
+        check (a wrong file is a valid test)."""
+        site.check_replacement(yaml_text, [*self.hosts, *self.joined, *joining])
         site.write_atomic(self.site_dir / "topology.sls", yaml_text, 0o644)
 
     def restore_topology(self) -> None:
@@ -251,6 +256,53 @@ class Lab(SaltMixin):
         if check and r.returncode != 0:
             raise LabError(f"{host}: {cmd!r} exited {r.returncode}: {res.stderr.strip() or res.stdout.strip()}")
         return res
+
+    def join(self, host_id: str, address: str) -> dict:
+        """Add a server the way README's "A host that joins by booting" says:
+        on the master, a keypair made and accepted (salt-key --gen-keys) and
+        the host's minion configuration printed from the site's topology,
+        which must name it already; the new host gets those two and boots.
+        Returns the counts of the highstate its minion runs at that start."""
+        master = self.container("master")
+        keys = f"/root/joining/{host_id}"
+        docker.sh(master, f"rm -rf {keys} && mkdir -p {keys} && salt-key --gen-keys={host_id} "
+                          f"--gen-keys-dir={keys} && cp {keys}/{host_id}.pub /etc/salt/pki/master/minions/{host_id}",
+                  timeout=60)
+        key = tuple(self.exec("salt", f"cat {keys}/{host_id}.{kind}", check=True).stdout for kind in ("pem", "pub"))
+        self.exec("salt", f"rm -rf {keys}", check=True)
+        config = self.exec("salt", "cd /srv/django-stack/pillar && /opt/salt/bin/python3 -m stackpillar "
+                                   f"minion-config /srv/site/topology.sls {host_id}", check=True).stdout
+        path = site.formula_defaults(self.settings.repo, "salt_minion")["config_file"]
+        imgs = images.ensure_images(self.settings, self.release, self.progress)
+        self.joined[host_id] = address
+        since = self.master_jid_now()
+        containers.join_host(self, host_id, address, imgs, (path, config), key)
+        return self.startup_highstate(host_id, since)
+
+    def leave(self, host_id: str) -> None:
+        """Remove a host join() or masterless() started: its container, and
+        its key on the master."""
+        docker.docker("rm", "-f", "-v", self.container(host_id), timeout=120, check=False)
+        self.exec("salt", f"salt-key -y -d {host_id}")
+        self.joined.pop(host_id, None)
+
+    def masterless(self, host_id: str, address: str, site_dir: Path) -> None:
+        """Start a host with no master (see containers.masterless_host) whose
+        site pillar root is ``site_dir``; apply with salt_call_local()."""
+        imgs = images.ensure_images(self.settings, self.release, self.progress)
+        self.joined[host_id] = address
+        containers.masterless_host(self, host_id, address, imgs, site_dir)
+
+    def salt_call_local(self, host: str, *args: str, timeout: float = 1800) -> dict:
+        """``salt-call --local --out=json ARGS`` on a masterless host ->
+        {states, changed, failed, failures} of the state run it returns."""
+        with self.progress.step(f"{host}: salt-call --local {' '.join(args)}"):
+            r = self.exec(host, ["salt-call", "--local", "--out=json", *args], timeout=timeout)
+        data = parse_json(r, f"{host}: salt-call --local")
+        failures: list[str] = []
+        counts = count_states(host, (data or {}).get("local"), failures)
+        self.progress(f"  {host}: {counts['states']} states {counts['changed']} changed {counts['failed']} failed")
+        return {**counts, "failures": failures}
 
     def kill(self, host: str) -> None:
         """Kill a host hard (SIGKILL to every process: a power cut)."""

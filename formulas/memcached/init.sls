@@ -11,7 +11,7 @@ memcached-package-installed:
 
 memcached-config:
   file.managed:
-    - name: /etc/memcached.conf
+    - name: {{ memcached.config_file }}
     - source: salt://memcached/files/memcached.conf.jinja
     - template: jinja
     - context:

@@ -217,8 +217,8 @@ def hosts(lab) -> dict:
 def lab_topology(lab):
     used = []
 
-    def _set(yaml_text: str) -> None:
-        lab.set_topology(yaml_text)
+    def _set(yaml_text: str, joining=()) -> None:
+        lab.set_topology(yaml_text, joining)
         used.append(True)
 
     yield _set

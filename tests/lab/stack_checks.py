@@ -6,6 +6,7 @@ import base64
 import concurrent.futures
 import dataclasses
 import http.client
+import ipaddress
 import json
 import re
 import shlex
@@ -109,6 +110,15 @@ def request_from(lab, host, address, path, port):
 def lab_layout(lab):
     """The topology a lab was brought up with, checked and normalised."""
     return stackpillar.check_topology(yaml.safe_load(lab.topology.path.read_text()), REGISTRY)
+
+
+def free_address(lab, topology):
+    """An address of the lab's network that no topology host nor the lab's
+    own containers hold: for a host a test adds."""
+    used = {h["address"] for h in topology["hosts"].values()} | {
+        lab.address(h) for h in ("salt", "aptproxy", "acme", lab.outsider)} | set(lab.joined.values())
+    return next(str(a) for a in ipaddress.ip_network(topology["network"]).hosts()
+                if str(a) not in used and a.packed[-1] > 1)
 
 
 def site_secrets(lab):

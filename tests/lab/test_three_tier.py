@@ -1,5 +1,6 @@
 """three-tier: LB → two app hosts → database (+cache) host; a media host
 (+ the backup repository)."""
+import collections
 import json
 import re
 import socket
@@ -158,6 +159,59 @@ class TestThreeTier(checks.LayoutSuite):
         assert "secrets:django:demo:secret_key: is the placeholder CHANGE-ME" in failures, failures
         assert "needed on app1" in failures and "secrets.token_urlsafe(50)" in failures, failures
         assert result.changed == {host: 0 for host in lab.hosts}
+
+    def test_a_host_that_drifted_is_back_after_a_reboot_without_a_push(self, lab, topology, say):
+        """db1's memcached stopped and disabled, its managed config edited by
+        hand; db1 reboots; its minion's own highstate at start (formula
+        salt_minion) puts both back. Nothing is sent from the master."""
+        host = checks.hosts_with(topology, "cache")[0]
+        service = checks.expected(lab.host(host), topology, "cache", "services")[0]
+        config = checks.formula_defaults("memcached")["config_file"]
+        declared = lab.exec(host, f"sha256sum {config}", check=True).stdout
+        lab.exec(host, f"systemctl disable --now {service} && echo '-m 8' >> {config}", check=True)
+        assert lab.exec(host, f"sha256sum {config}").stdout != declared
+        boot = lab.restart(host)
+        say(f"{host} rebooted: its own highstate {boot['jid']}: {boot['states']} states, "
+            f"{boot['changed']} changed, {boot['failed']} failed")
+        assert boot["failed"] == 0, boot["failures"]
+        assert boot["changed"] >= 2          # the file, the service
+        assert lab.exec(host, f"sha256sum {config}").stdout == declared
+        assert lab.host(host).service(service).is_running
+        assert lab.host(host).service(service).is_enabled
+        checks.wait_healthy(lab, topology)
+        checks.check_site(lab, topology)
+
+    def test_a_host_that_joins_by_booting_converges_then_gets_traffic_after_the_next_deploy(
+            self, lab, topology, lab_topology, say):
+        """app3, added to the topology, starts with its minion configuration
+        (master and id, from `stackpillar minion-config`) and a key made and
+        accepted on the master: its first boot converges it, no push; the
+        next ordered deploy tells the load balancer, which then sends it
+        requests."""
+        address = checks.free_address(lab, topology)
+        joined = yaml.safe_load(yaml.safe_dump(topology))
+        joined["hosts"]["app3"] = {"address": address, "roles": ["app"]}
+        lab_topology(yaml.safe_dump({"topology": joined}), joining=["app3"])
+        try:
+            boot = lab.join("app3", address)
+            say(f"app3 joined at {address}: its first highstate {boot['jid']}: {boot['states']} states, "
+                f"{boot['changed']} changed, {boot['failed']} failed")
+            assert boot["failed"] == 0, boot["failures"]
+            assert boot["changed"] > 0
+            assert lab.host("app3").service("uwsgi-emperor").is_running
+            lb = checks.hosts_with(topology, "loadbalancer")[0]
+            before = collections.Counter(checks.request(lab.address(lb), "/healthz").header("x-app-host")
+                                         for _ in range(20))
+            deploy = lab.run_orchestrate()
+            after = collections.Counter(checks.request(lab.address(lb), "/").header("x-app-host")
+                                        for _ in range(30))
+            say(f"requests served before the deploy {dict(before)}, after {dict(after)}; "
+                f"the deploy changed {deploy.changed}")
+            assert "app3" not in before
+            assert after["app3"] > 0 and sum(after.values()) == 30
+            assert deploy.changed["app3"] == 0
+        finally:
+            lab.leave("app3")
 
     def test_moving_roles_is_a_pillar_change(self, lab, topology, lab_topology):
         """The cache leaves db1 for app2, whose app role moves to media1; the
