@@ -29,7 +29,7 @@ def expected_steps(topology):
             steps.append((f"{role}-leader", states, holders[:1]))
         if holders:
             steps.append((role, states, holders))
-    return steps + [("retire-moved-roles", "stack.retire", everyone)]
+    return steps + [("retire-moved-roles", "stack.retire", everyone), ("minion-config", "salt_minion", everyone)]
 
 
 @pytest.mark.parametrize("layout", LAYOUTS)
@@ -50,7 +50,7 @@ def test_orchestrate_follows_the_registry(master, layout):
     names = [name for name, _, _ in expected]
     for before, after in zip(names, names[1:]):
         assert {"salt": before} in step_args(steps[after])["require"], (before, after)
-        if after not in ("update-mine", "retire-moved-roles"):
+        if after not in ("update-mine", "retire-moved-roles", "minion-config"):
             assert step_args(steps[after]).get("failhard") is True, after
 
 
