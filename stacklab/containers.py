@@ -177,7 +177,7 @@ def create(lab: "Lab", imgs: "ImageSet", keys: dict[str, tuple[str, str]]) -> No
             labels.append(f"stacklab.url={url}")
         if published:
             labels.append(f"stacklab.published={' '.join(published)}")
-        runs.append((lab.container(host.id), host_args(lab, host.id, host.address, labels, imgs) + publish))
+        runs.append((lab.container(host.id), host_args(lab, host.id, host.address, labels, imgs, publish)))
     runs.append((lab.container(lab.outsider), [
         "--hostname", lab.outsider, "--ip", lab.outsider_address, "--network-alias", lab.outsider,
         *label_args(lab.labels("outsider", lab.outsider) + [f"stacklab.address={lab.outsider_address}"]),
@@ -199,14 +199,14 @@ def create(lab: "Lab", imgs: "ImageSet", keys: dict[str, tuple[str, str]]) -> No
 
 
 def host_args(lab: "Lab", host_id: str, address: str, labels: list[str], imgs: "ImageSet",
-              mounts: Sequence[str] = ()) -> list[str]:
+              extra: Sequence[str] = ()) -> list[str]:
     """``docker run`` arguments of a topology host's container (after the
-    common ones): systemd, the release's app wheelhouse, its address."""
+    common ones): systemd, the release's app wheelhouse, its address, then
+    ``extra`` options (published ports, mounts)."""
     return ["--hostname", host_id, "--ip", address, "--network-alias", host_id,
             *label_args(labels), *docker.SYSTEMD_RUN_FLAGS,
             "-v", f"{lab.settings.wheelhouse(lab.release)}:{WHEELHOUSE_MOUNT}:ro",
-            *[arg for mount in mounts for arg in ("-v", mount)],
-            imgs.base]
+            *extra, imgs.base]
 
 
 def masterless_host(lab: "Lab", host_id: str, address: str, imgs: "ImageSet", site_dir: Path) -> None:
@@ -216,7 +216,7 @@ def masterless_host(lab: "Lab", host_id: str, address: str, imgs: "ImageSet", si
     in /etc/salt/minion.d/; no salt-minion runs. The apt proxy is the lab's."""
     container = lab.container(host_id)
     labels = lab.labels("host", host_id) + [f"stacklab.address={address}", "stacklab.masterless=true"]
-    mounts = [f"{lab.settings.repo}:/srv/django-stack:ro", f"{site_dir}:/srv/site:ro"]
+    mounts = ["-v", f"{lab.settings.repo}:/srv/django-stack:ro", "-v", f"{site_dir}:/srv/site:ro"]
     docker.docker("run", "-d", "--name", container, "--network", lab.network, "--restart", "no",
                   *host_args(lab, host_id, address, labels, imgs, mounts), timeout=180)
     wait_boot(container, lab.progress)

@@ -67,8 +67,10 @@ class Lab(SaltMixin):
         self.last_highstate: object = None
         self._testinfra: dict[str, object] = {}
         self._fingerprint = ""
-        # Hosts started by join(): minion id -> address.
+        # Hosts started by join() (minions of the master) and by
+        # masterless() (no minion running): id -> address.
         self.joined: dict[str, str] = {}
+        self.masterless_boxes: dict[str, str] = {}
 
     # --- names -----------------------------------------------------------
     def container(self, host: str) -> str:
@@ -78,7 +80,7 @@ class Lab(SaltMixin):
             return f"stacklab-{self.name}-master"
         if host in ("aptproxy", "acme") or host == self.outsider:
             return f"stacklab-{self.name}-{host}"
-        if host not in self.topology.hosts and host not in self.joined:
+        if host not in self.topology.hosts and host not in self.added:
             raise LabError(f"no host {host!r} in layout {self.name} "
                            f"(hosts: {', '.join(self.hosts)}; also salt, aptproxy, acme, {self.outsider})")
         return f"stacklab-{self.name}-{host}"
@@ -93,9 +95,14 @@ class Lab(SaltMixin):
         if host == self.outsider:
             return self.outsider_address
         self.container(host)
-        if host in self.joined:
-            return self.joined[host]
+        if host in self.added:
+            return self.added[host]
         return self.topology.hosts[host].address
+
+    @property
+    def added(self) -> dict[str, str]:
+        """Hosts a test added to the lab's own: id -> address."""
+        return {**self.joined, **self.masterless_boxes}
 
     def labels(self, kind: str, host: str = "") -> list[str]:
         labels = [LABEL, f"stacklab.layout={self.name}", f"stacklab.kind={kind}",
@@ -283,14 +290,15 @@ class Lab(SaltMixin):
         """Remove a host join() or masterless() started: its container, and
         its key on the master."""
         docker.docker("rm", "-f", "-v", self.container(host_id), timeout=120, check=False)
-        self.exec("salt", f"salt-key -y -d {host_id}")
-        self.joined.pop(host_id, None)
+        if self.joined.pop(host_id, None):
+            self.exec("salt", f"salt-key -y -d {host_id}")
+        self.masterless_boxes.pop(host_id, None)
 
     def masterless(self, host_id: str, address: str, site_dir: Path) -> None:
         """Start a host with no master (see containers.masterless_host) whose
         site pillar root is ``site_dir``; apply with salt_call_local()."""
         imgs = images.ensure_images(self.settings, self.release, self.progress)
-        self.joined[host_id] = address
+        self.masterless_boxes[host_id] = address
         containers.masterless_host(self, host_id, address, imgs, site_dir)
 
     def salt_call_local(self, host: str, *args: str, timeout: float = 1800) -> dict:

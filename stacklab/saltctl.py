@@ -76,7 +76,7 @@ def count_states(host: str, states: object, failures: list[str]) -> dict[str, in
 
 class SaltMixin:
     """Salt verbs of a Lab (needs ``container()``, ``hosts``, ``minions``,
-    ``outsider``, ``progress``, ``settings``, ``release``)."""
+    ``joined``, ``outsider``, ``progress``, ``settings``, ``release``)."""
 
     last_highstate: object = None
 
@@ -171,16 +171,17 @@ class SaltMixin:
         data = parse_json(r, "salt '*' state.apply")
         self.last_highstate = data
         failures: list[str] = []
-        counts = {h: count_states(h, data.get(h), failures) for h in self.minions if h in data}
-        for h in self.minions:
+        minions = [*self.minions, *self.joined]
+        counts = {h: count_states(h, data.get(h), failures) for h in minions if h in data}
+        for h in minions:
             if h not in data:
                 failures.append(f"{h}: did not return")
-        width = max(len(h) for h in self.minions)
+        width = max(len(h) for h in minions)
         for h, c in counts.items():
             self.progress(f"  {h:{width}} {c['states']:4} states {c['changed']:4} changed {c['failed']:4} failed")
         if check and failures:
             raise LabError("highstate failed:\n" + "\n".join(failures[:30]))
-        return {h: c["changed"] for h, c in counts.items() if h in self.hosts}
+        return {h: c["changed"] for h, c in counts.items() if h != self.outsider}
 
     def state_ids(self, minion: str, result: object = None) -> list[str]:
         """The state ids (``__id__``) in a minion's part of a state.apply

@@ -116,7 +116,7 @@ def free_address(lab, topology):
     """An address of the lab's network that no topology host nor the lab's
     own containers hold: for a host a test adds."""
     used = {h["address"] for h in topology["hosts"].values()} | {
-        lab.address(h) for h in ("salt", "aptproxy", "acme", lab.outsider)} | set(lab.joined.values())
+        lab.address(h) for h in ("salt", "aptproxy", "acme", lab.outsider)} | set(lab.added.values())
     return next(str(a) for a in ipaddress.ip_network(topology["network"]).hosts()
                 if str(a) not in used and a.packed[-1] > 1)
 
