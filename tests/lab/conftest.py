@@ -115,6 +115,8 @@ from stacklab.util import LabError
 
 def pytest_configure(config):
     config.addinivalue_line(
+        "markers", "slow: left out of `./lab test` (and CI); run by `./lab test slow`")
+    config.addinivalue_line(
         "markers",
         "layout(name, deploy=True, release='trixie'): the lab layout a module's tests run "
         "against, on a Debian release (deploy: run orchestrate.deploy once after up)",

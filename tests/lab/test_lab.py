@@ -55,12 +55,11 @@ def _run_cli(args: list[str], env: dict, say, timeout: float) -> float:
     return took
 
 
+@pytest.mark.slow
 def test_cold_up_then_warm_up_is_3x_faster(lab_session, repo, say, record_timing):
     """A cold `up` of one release (empty cache dir, new image names:
     debootstrap, build image, Salt and app wheelhouses, image builds)
     against a warm one after `down`."""
-    if os.environ.get("STACKLAB_SKIP_COLD") == "1":
-        pytest.skip("STACKLAB_SKIP_COLD=1")
     lab_session.release()
     tag = uuid.uuid4().hex[:8]
     cache = repo / ".lab" / f"cold-cache-{tag}"
