@@ -165,7 +165,7 @@ class TestThreeTier(checks.LayoutSuite):
         hand; db1 reboots; its minion's own highstate at start (formula
         salt_minion) puts both back. Nothing is sent from the master."""
         host = checks.hosts_with(topology, "cache")[0]
-        service = checks.expected(lab.host(host), topology, "cache", "services")[0]
+        (service,) = checks.expected(lab.host(host), topology, "cache", "services")
         config = checks.formula_defaults("memcached")["config_file"]
         declared = lab.exec(host, f"sha256sum {config}", check=True).stdout
         lab.exec(host, f"systemctl disable --now {service} && echo '-m 8' >> {config}", check=True)
