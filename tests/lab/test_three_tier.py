@@ -209,7 +209,7 @@ class TestThreeTier(checks.LayoutSuite):
                 f"the deploy changed {deploy.changed}")
             assert "app3" not in before
             assert after["app3"] > 0 and sum(after.values()) == 30
-            assert deploy.changed["app3"] == 0
+            assert deploy.changed.get("app3", 0) == 0   # it had converged itself
         finally:
             lab.leave("app3")
 
