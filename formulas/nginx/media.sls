@@ -96,5 +96,15 @@ nginx-media-site:
       - file: nginx-main-config
       - file: nginx-media-upload-temp-dir
       - file: nginx-media-writers-dir
-    - watch_in:
-      - service: nginx-service
+
+# The media site is live when this role's states end, not only once nginx's
+# other sites are written: a host that is also an app host publishes its
+# static files here later in the same run (a highstate, salt-call --local).
+nginx-media-live:
+  service.running:
+    - name: {{ nginx.service }}
+    - reload: true
+    - require:
+      - pkg: nginx-package
+    - watch:
+      - file: nginx-media-site
