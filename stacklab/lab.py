@@ -336,7 +336,10 @@ class Lab(SaltMixin):
         config = site.formula_defaults(self.settings.repo, "salt_minion")["config_file"]
         if self.exec(host, f"grep -qs '^startup_states: highstate' {config}").returncode:
             return None
-        return self.startup_highstate(host, since)
+        run = self.startup_highstate(host, since)
+        self.progress(f"{host}: its own highstate at start: {run['states']} states, {run['changed']} changed, "
+                      f"{run['failed']} failed" + "".join(f"\n  ! {line}" for line in run["failures"][:10]))
+        return run
 
     def host(self, host: str):
         """A testinfra Host for a lab host (docker backend)."""
