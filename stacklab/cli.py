@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import subprocess
 import sys
@@ -27,6 +28,7 @@ examples:
   ./lab exec app1 systemctl status uwsgi-emperor
   ./lab bench --only static django   benchmark rows of the deployed lab (README: Benchmarks)
   ./lab status; ./lab down
+  ./lab vagrant-image           the docker provider's image for the Vagrantfile (LAYOUT=... vagrant up)
   ./lab test [fast|lab] [PYTEST ARGS]   the test suites (handled by the ./lab wrapper)
 
 environment: STACKLAB_CACHE (default ~/.cache/stacklab), STACKLAB_IMAGE_PREFIX
@@ -121,6 +123,17 @@ def main(argv: list[str] | None = None) -> int:
         p.add_argument("--release", choices=[*RELEASES, "all"], default="all",
                        help=f"one release ({', '.join(RELEASES)}); default: all")
 
+    p = sub.add_parser("vagrant-site", help="for the Vagrantfile: write a layout's site pillar root, "
+                       "keys and master bundle under --state-dir; print them as JSON")
+    p.add_argument("layout_arg", nargs="?", metavar="LAYOUT", help=f"default {DEFAULT_LAYOUT}")
+    p.add_argument("--state-dir", type=Path, default=Path(".vagrant") / "django-stack",
+                   help="where (default .vagrant/django-stack; the Vagrantfile passes its dotfile dir's)")
+    p.add_argument("--image", action="store_true",
+                   help="also build (or reuse) the docker provider's image and the app wheelhouse")
+    p = sub.add_parser("vagrant-image", help="build (or reuse) the image of the Vagrantfile's docker "
+                       "provider: the base image with a vagrant user (passwordless sudo, Vagrant's key)")
+    p.add_argument("--release", choices=RELEASES, default=None)
+
     args = ap.parse_args(argv)
     progress = Progress()
     try:
@@ -161,6 +174,16 @@ def _run(args, progress: Progress) -> int:
             if verb == "images":
                 print(f"{imgs.base}\n{imgs.aptproxy}\n{imgs.build}")
             images.app_wheelhouse(s, release, progress, imgs)
+        return 0
+    if verb == "vagrant-site":
+        from . import vagrant
+        config = vagrant.prepare(args.layout_arg or args.layout or DEFAULT_LAYOUT, args.state_dir.resolve(),
+                                 progress=progress, build_image=args.image)
+        print(json.dumps(config, indent=2))
+        return 0
+    if verb == "vagrant-image":
+        from . import vagrant
+        print(vagrant.ensure_image(Settings.from_env(), check_release(args.release), progress))
         return 0
 
     if verb == "bench" and args.layout_arg not in (None, "current"):

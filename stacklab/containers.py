@@ -40,7 +40,7 @@ LABEL = "stacklab.managed=true"
 APT_PROXY_PORT = 3142
 
 MASTER_SETTINGS = """\
-# Keys are pre-seeded by the lab; never accept unknown minions.
+# Keys are pre-seeded; never accept unknown minions.
 auto_accept: false
 open_mode: false
 # Two shared CPU cores: a few workers, and patience with slow minions.
@@ -55,16 +55,18 @@ pillar_safe_render_error: false
 """
 
 
-def master_conf(repo: Path) -> str:
-    """The lab master's configuration: the stack's roots as salt/masterless.conf
+def master_conf(repo: Path, base_roots: Sequence[str] = ("/srv/lab-base",)) -> str:
+    """A master's configuration for the stack: its roots as salt/masterless.conf
     names them (its own environment, `stack`, so a site's own base top file
-    and its other minions are left alone), the lab's stand-in for a site's
-    own states as `base`, and MASTER_SETTINGS. Roots are read-only bind
-    mounts: an edit in the repo is live at the next apply."""
+    and its other minions are left alone), ``base_roots`` as `base` (the
+    lab's stand-in for a site's own states; none on the Vagrantfile's
+    master), and MASTER_SETTINGS. Roots are read-only mounts of the repo:
+    an edit there is live at the next apply."""
     stack = yaml.safe_load((repo / "salt" / "masterless.conf").read_text())
-    roots = {"file_roots": {"base": ["/srv/lab-base"], **stack["file_roots"]},
+    base = {"base": list(base_roots)} if base_roots else {}
+    roots = {"file_roots": {**base, **stack["file_roots"]},
              "pillar_roots": stack["pillar_roots"]}
-    return ("# Written by stacklab: the lab's master.\n"
+    return ("# Written by stacklab (containers.master_conf).\n"
             + yaml.safe_dump(roots, default_flow_style=None, sort_keys=False) + MASTER_SETTINGS)
 
 

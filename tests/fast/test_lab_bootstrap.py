@@ -49,9 +49,10 @@ def test_dockerd_present_installs_no_engine(bindir):
 
 
 def test_the_other_tools_follow_the_same_rule(bindir):
-    assert {"debootstrap", "wrk"} <= set(_would_install(bindir))
+    assert {"debootstrap", "wrk", "vagrant"} <= set(_would_install(bindir))
     _fake(bindir, "debootstrap", "exit 0")
     _fake(bindir, "wrk", "exit 0")
+    _fake(bindir, "vagrant", "exit 0")
     _fake(bindir, "dockerd", "exit 0")
     assert _would_install(bindir) == []
 
