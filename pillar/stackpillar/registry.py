@@ -14,7 +14,7 @@ HOSTS_KEYS = {"min", "max", "odd", "advise"}
 # has hosts with that other role.
 WITH_KEYS = {"summary", "hosts", "states", "deploy", "retire", "ports", "expect"}
 OPTION_TYPES = {"int", "port", "size"}
-OPTION_KEYS = {"type", "min", "max", "same_on_every_host"}
+OPTION_KEYS = {"type", "min", "max", "same_on_every_host", "default"}
 
 
 def load_registry(path=None):
