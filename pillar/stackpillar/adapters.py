@@ -152,12 +152,12 @@ def app(ctx):
             "settings_module": spec["settings_module"],
             "wsgi_module": spec["wsgi_module"],
             "server_names": spec["server_names"],
-            "mail": app_mail(ctx, name, spec["mail"]),
             # Secure cookies, HSTS and the https redirect behind TLS.
             "https": "tls" in spec,
             "hsts_seconds": spec.get("tls", {}).get("hsts_seconds"),
             "environment": spec.get("environment", {}),
             "secret_key": ctx.secret(f"django:{name}:secret_key"),
+            "mail": app_mail(ctx, name, spec["mail"]),
             "database": {
                 "host": host,
                 "port": port,
