@@ -267,3 +267,12 @@ def test_the_relays_password_missing_is_refused_naming_the_app_host(renderer):
     assert "pillar secrets:mail:demo: missing (needed on app1" in errors, errors
     # Other hosts never need it.
     assert "_errors" not in renderer.pillar("db1", "10.77.0.20")
+
+
+def test_a_registry_default_outside_its_range_is_refused(tmp_path):
+    registry = copy.deepcopy(REGISTRY)
+    registry["roles"]["app"]["options"]["processes"]["default"] = 0
+    path = tmp_path / "roles.yaml"
+    path.write_text(yaml.safe_dump(registry))
+    with pytest.raises(stackpillar.TopologyError, match="roles:app:options:processes:default"):
+        stackpillar.load_registry(str(path))
