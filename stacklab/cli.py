@@ -9,7 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from . import bench, docker, images
+from . import bench, docker, images, vmbox
 from .config import DEFAULT_RELEASE, RELEASES, Settings, check_release
 from .lab import Lab, down_layout, format_status, layout_status
 from .saltctl import STACK_ENV
@@ -133,6 +133,10 @@ def main(argv: list[str] | None = None) -> int:
     p = sub.add_parser("vagrant-image", help="build (or reuse) the image of the Vagrantfile's docker "
                        "provider: the base image with a vagrant user (passwordless sudo, Vagrant's key)")
     p.add_argument("--release", choices=RELEASES, default=None)
+    p = sub.add_parser("vm-box", help="build (or reuse) the Vagrant box for real VMs (libvirt) and add it "
+                       "to Vagrant as stacklab/RELEASE")
+    p.add_argument("--release", choices=RELEASES, default=None, help=f"default {DEFAULT_RELEASE}")
+    p.add_argument("--no-add", action="store_true", help="build the .box file only, no `vagrant box add`")
 
     args = ap.parse_args(argv)
     progress = Progress()
@@ -184,6 +188,11 @@ def _run(args, progress: Progress) -> int:
     if verb == "vagrant-image":
         from . import vagrant
         print(vagrant.ensure_image(Settings.from_env(), check_release(args.release), progress))
+        return 0
+
+    if verb == "vm-box":
+        box = vmbox.ensure_box(Settings.from_env(), args.release, progress, add=not args.no_add)
+        print(f"{box.name}\t{box.path}")
         return 0
 
     if verb == "bench" and args.layout_arg not in (None, "current"):
