@@ -4,7 +4,10 @@ not pay for it.
 
 - Debian's vagrant, vagrant-libvirt, libvirt and qemu (``--no-install-recommends``);
 - libvirt's daemons, started by hand (no systemd as PID 1 here), and its
-  ``default`` storage pool, where vagrant-libvirt uploads boxes;
+  ``default`` storage pool, where vagrant-libvirt uploads boxes; qemu runs
+  as root (``QEMU_CONF``): the lab's box boots a kernel that lies in the
+  box's folder under ~/.vagrant.d, which libvirt's own qemu user cannot
+  reach;
 - Vagrant's management network (``vagrant-libvirt``, NAT, DHCP), defined
   here before any ``vagrant up`` so that its host address exists early;
 - an apt cache for the guests on that address: the lab's apt-cacher-ng
@@ -23,7 +26,10 @@ first deploy.
 from __future__ import annotations
 
 import ipaddress
+import os
+import signal
 import subprocess
+from pathlib import Path
 
 from . import docker, images
 from .config import Settings
@@ -34,6 +40,14 @@ HOST_PACKAGES = ["vagrant", "vagrant-libvirt", "libvirt-daemon-system", "qemu-sy
 # Started in this order: libvirtd logs through virtlogd and locks through virtlockd.
 DAEMONS = ("virtlogd", "virtlockd", "libvirtd")
 LIBVIRT_URI = "qemu:///system"
+QEMU_CONF = Path("/etc/libvirt/qemu.conf")
+QEMU_AS_ROOT = """
+# Added by stacklab (stacklab/vmhost.py): qemu reads the box's kernel from
+# the box's folder under the home of the user running Vagrant.
+user = "root"
+group = "root"
+"""
+LIBVIRTD_PIDFILE = Path("/run/libvirtd.pid")
 POOL = "default"
 POOL_DIR = "/var/lib/libvirt/images"
 # vagrant-libvirt's own default management network, so a plain `vagrant up`
@@ -97,7 +111,27 @@ def _running(daemon: str) -> bool:
     return subprocess.run(["pgrep", "-x", daemon], capture_output=True, timeout=30).returncode == 0
 
 
+def _qemu_as_root() -> bool:
+    """Set qemu's user to root unless qemu.conf names one; True if changed."""
+    text = QEMU_CONF.read_text()
+    if any(line.split("=")[0].strip() in ("user", "group") for line in text.splitlines()
+           if not line.lstrip().startswith("#") and "=" in line):
+        return False
+    QEMU_CONF.write_text(text + QEMU_AS_ROOT)
+    return True
+
+
+def _stop_libvirtd(progress: Progress) -> None:
+    """Stop the libvirtd this lab started (its pid file), so it rereads qemu.conf."""
+    pid = int(LIBVIRTD_PIDFILE.read_text().strip())
+    progress(f"restarting libvirtd (pid {pid}) for qemu.conf")
+    os.kill(pid, signal.SIGTERM)
+    wait_until(lambda: (not _running("libvirtd"), "stopping"), timeout=60, what="libvirtd stop")
+
+
 def _start_daemons(progress: Progress) -> None:
+    if _qemu_as_root() and _running("libvirtd"):
+        _stop_libvirtd(progress)
     for daemon in DAEMONS:
         if not _running(daemon):
             progress(f"starting {daemon} (no systemd here)")
