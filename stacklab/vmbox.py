@@ -81,10 +81,13 @@ def box_files(release: str) -> dict[str, str]:
         "etc/fstab": "/dev/vda / ext4 errors=remount-ro 0 1\n",
         "etc/hostname": "debian\n",
         "etc/hosts": "127.0.0.1 localhost\n::1 localhost ip6-localhost ip6-loopback\n",
-        # DHCP on every interface Vagrant has not configured: its own files
-        # (50-vagrant-IFACE.network) sort first, and the first match wins.
+        # DHCP on the first interface (Vagrant's management network), unless
+        # Vagrant configures it: its own files (50-vagrant-IFACE.network)
+        # sort first, and the first match wins. Private networks wait for
+        # Vagrant's static addresses: a lease from their DHCP range could
+        # take another machine's address.
         "etc/systemd/network/99-stacklab-dhcp.network":
-            "[Match]\nName=eth* en*\n\n[Network]\nDHCP=ipv4\n",
+            "[Match]\nName=eth0\n\n[Network]\nDHCP=ipv4\n",
         f"etc/sudoers.d/{VAGRANT_USER}": f"{VAGRANT_USER} ALL=(ALL) NOPASSWD:ALL\n",
         # Vagrant's ssh logins must not wait on reverse DNS.
         "etc/ssh/sshd_config.d/stacklab.conf": "UseDNS no\n",
