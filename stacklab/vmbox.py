@@ -37,6 +37,9 @@ BOX_INCLUDE = [
     "linux-image-amd64", "initramfs-tools", "systemd", "systemd-sysv", "udev", "dbus", "openssh-server",
     "sudo", "rsync", "python3", "python3-venv", "iproute2", "procps", "ca-certificates", "curl", "less",
     "e2fsprogs",
+    # DNS from the DHCP lease (libvirt's dnsmasq): debootstrap leaves the
+    # build machine's resolv.conf, unreachable from a VM.
+    "systemd-resolved",
 ]
 DISK_GB = 10
 # The disk is a bare ext4 filesystem (no partitions); classic interface
@@ -48,6 +51,20 @@ VAGRANT_USER = "vagrant"
 VAGRANT_KEY_GLOB = "/usr/share/rubygems-integration/all/gems/vagrant-*/keys/vagrant.pub"
 RECIPE_UNITS = ("salt-master.service", "salt-minion.service", "ssh-host-keys.service")
 SALT_TOOLS = ("salt", "salt-call", "salt-cp", "salt-key", "salt-master", "salt-minion", "salt-run")
+
+# Salt under software emulation (qemu TCG) runs tens of times slower than on
+# hardware: a request that takes a second natively can take minutes, and
+# Salt's defaults (60 s per request, 30 s for a minion to confirm a running
+# job) give up on work that would have finished.
+SALT_SLOW_VM = """\
+# Written into the VM box by stacklab (stacklab/vmbox.py): patience for
+# software-emulated VMs; upper bounds only, so harmless on fast ones.
+request_channel_timeout: 600
+timeout: 120
+gather_job_timeout: 300
+# The fqdns grain looks up every address in reverse DNS at each start.
+enable_fqdns_grains: false
+"""
 
 # The box's own Vagrantfile: what any project using the box needs to boot it.
 BOX_VAGRANTFILE = f"""\
@@ -91,6 +108,9 @@ def box_files(release: str) -> dict[str, str]:
         f"etc/sudoers.d/{VAGRANT_USER}": f"{VAGRANT_USER} ALL=(ALL) NOPASSWD:ALL\n",
         # Vagrant's ssh logins must not wait on reverse DNS.
         "etc/ssh/sshd_config.d/stacklab.conf": "UseDNS no\n",
+        # Read after any other file there (the provisioners', the stack's).
+        "etc/salt/minion.d/zz-stacklab-vm.conf": SALT_SLOW_VM,
+        "etc/salt/master.d/zz-stacklab-vm.conf": SALT_SLOW_VM,
     })
     return files
 
@@ -106,13 +126,15 @@ install -m 0600 -o {VAGRANT_USER} -g {VAGRANT_USER} /tmp/vagrant.pub /home/{VAGR
 chmod 0440 /etc/sudoers.d/{VAGRANT_USER}
 # Host keys are made at first boot: every VM has its own.
 rm -f /etc/ssh/ssh_host_*
-systemctl enable ssh-host-keys.service systemd-networkd.service
+systemctl enable ssh-host-keys.service systemd-networkd.service systemd-resolved.service
 python3 -m venv /opt/salt
 /opt/salt/bin/pip install --no-cache-dir --no-index --find-links /tmp/stacklab-wheels salt=={SALT_VERSION}
 for t in {tools}; do ln -sf /opt/salt/bin/$t /usr/local/bin/$t; done
 mkdir -p /etc/salt/master.d /etc/salt/minion.d
 apt-get clean
 rm -rf /var/lib/apt/lists/* /tmp/stacklab-wheels /tmp/vagrant.pub
+# Names through resolved (the lease's DNS), not the build machine's resolver.
+ln -sf ../run/systemd/resolve/stub-resolv.conf /etc/resolv.conf
 # systemd makes a fresh id at first boot (an empty file, not a missing one).
 : > /etc/machine-id
 rm -f /var/lib/dbus/machine-id
