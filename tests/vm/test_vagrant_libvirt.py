@@ -21,7 +21,9 @@ from __future__ import annotations
 
 import os
 import re
+import signal
 import subprocess
+import threading
 import time
 from pathlib import Path
 
@@ -53,20 +55,25 @@ def vagrant_run(args: list[str], env: dict, log: Path, timeout: float, say) -> t
     with open(log, "w") as fh, subprocess.Popen(
             ["vagrant", *args], cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL, text=True, errors="replace", start_new_session=True) as proc:
-        fh.write(f"$ vagrant {' '.join(args)}\n")
-        for raw in proc.stdout:
-            # The box upload's progress meter redraws one line with \r.
-            line = raw.rstrip("\n").split("\r")[-1]
-            took = time.monotonic() - start
-            lines.append((took, line))
-            fh.write(f"[{took:7.1f}s] {line}\n")
-            fh.flush()
-            if DEPLOY_START.search(line) or DEPLOY_END.search(line) or "Running provisioner" in line:
-                say(f"[vagrant {args[0]} {took:6.0f}s] {line.strip()}")
-            if took > timeout:
-                os.killpg(proc.pid, 15)
-                raise LabError(f"vagrant {' '.join(args)}: still running after {timeout:.0f}s (log: {log})")
-        rc = proc.wait(timeout=60)
+        # A silent hang must end too: the watchdog kills vagrant's process group.
+        watchdog = threading.Timer(timeout, os.killpg, (proc.pid, signal.SIGTERM))
+        watchdog.start()
+        try:
+            fh.write(f"$ vagrant {' '.join(args)}\n")
+            for raw in proc.stdout:
+                # The box upload's progress meter redraws one line with \r.
+                line = raw.rstrip("\n").split("\r")[-1]
+                took = time.monotonic() - start
+                lines.append((took, line))
+                fh.write(f"[{took:7.1f}s] {line}\n")
+                fh.flush()
+                if DEPLOY_START.search(line) or DEPLOY_END.search(line) or "Running provisioner" in line:
+                    say(f"[vagrant {args[0]} {took:6.0f}s] {line.strip()}")
+            rc = proc.wait(timeout=60)
+        finally:
+            watchdog.cancel()
+    if time.monotonic() - start >= timeout:
+        raise LabError(f"vagrant {' '.join(args)}: killed after {timeout:.0f}s (log: {log})")
     return rc, lines
 
 
