@@ -9,7 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from . import bench, docker, images
+from . import bench, docker, images, vmbox, vmhost
 from .config import DEFAULT_RELEASE, RELEASES, Settings, check_release
 from .lab import Lab, down_layout, format_status, layout_status
 from .saltctl import STACK_ENV
@@ -29,7 +29,9 @@ examples:
   ./lab bench --only static django   benchmark rows of the deployed lab (README: Benchmarks)
   ./lab status; ./lab down
   ./lab vagrant-image           the docker provider's image for the Vagrantfile (LAYOUT=... vagrant up)
-  ./lab test [fast|lab] [PYTEST ARGS]   the test suites (handled by the ./lab wrapper)
+  ./lab vm-setup                this machine ready for real VMs (libvirt); prints the environment for
+                                LAYOUT=single vagrant up --provider=libvirt
+  ./lab test [fast|lab|slow|vm] [PYTEST ARGS]   the test suites (handled by the ./lab wrapper)
 
 environment: STACKLAB_CACHE (default ~/.cache/stacklab), STACKLAB_IMAGE_PREFIX
 (default stacklab), STACKLAB_HTTP_PORT (first published port, default 8080),
@@ -130,9 +132,19 @@ def main(argv: list[str] | None = None) -> int:
                    help="where (default .vagrant/django-stack; the Vagrantfile passes its dotfile dir's)")
     p.add_argument("--image", action="store_true",
                    help="also build (or reuse) the docker provider's image and the app wheelhouse")
+    p.add_argument("--admin-network", action="append", default=[], metavar="CIDR",
+                   help="also let ssh in from CIDR (added to topology:admin_networks, if the layout has them): "
+                   "where Vagrant's ssh comes from")
     p = sub.add_parser("vagrant-image", help="build (or reuse) the image of the Vagrantfile's docker "
                        "provider: the base image with a vagrant user (passwordless sudo, Vagrant's key)")
     p.add_argument("--release", choices=RELEASES, default=None)
+    p = sub.add_parser("vm-setup", help="prepare this machine for `vagrant up --provider=libvirt`: "
+                       "libvirt, the box, the app wheelhouse, an apt cache for the guests; prints the environment")
+    p.add_argument("--release", choices=RELEASES, default=None, help=f"default {DEFAULT_RELEASE}")
+    p = sub.add_parser("vm-box", help="build (or reuse) the Vagrant box for real VMs (libvirt) and add it "
+                       "to Vagrant as stacklab/RELEASE")
+    p.add_argument("--release", choices=RELEASES, default=None, help=f"default {DEFAULT_RELEASE}")
+    p.add_argument("--no-add", action="store_true", help="build the .box file only, no `vagrant box add`")
 
     args = ap.parse_args(argv)
     progress = Progress()
@@ -178,12 +190,26 @@ def _run(args, progress: Progress) -> int:
     if verb == "vagrant-site":
         from . import vagrant
         config = vagrant.prepare(args.layout_arg or args.layout or DEFAULT_LAYOUT, args.state_dir.resolve(),
-                                 progress=progress, build_image=args.image)
+                                 progress=progress, build_image=args.image,
+                                 admin_networks=args.admin_network)
         print(json.dumps(config, indent=2))
         return 0
     if verb == "vagrant-image":
         from . import vagrant
         print(vagrant.ensure_image(Settings.from_env(), check_release(args.release), progress))
+        return 0
+
+    if verb == "vm-setup":
+        s, release = Settings.from_env(), check_release(args.release)
+        vmhost.setup(s, release, progress)
+        box = vmbox.ensure_box(s, release, progress)
+        images.app_wheelhouse(s, release, progress)
+        print(f"export VAGRANT_DEFAULT_PROVIDER=libvirt VAGRANT_BOX={box.name} "
+              f"STACKLAB_APT_PROXY={vmhost.apt_proxy_url()}")
+        return 0
+    if verb == "vm-box":
+        box = vmbox.ensure_box(Settings.from_env(), args.release, progress, add=not args.no_add)
+        print(f"{box.name}\t{box.path}")
         return 0
 
     if verb == "bench" and args.layout_arg not in (None, "current"):

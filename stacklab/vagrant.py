@@ -72,9 +72,11 @@ def _topology_data(topology) -> dict:
 
 
 def prepare(layout: str, state_dir: Path, *, settings=None, progress: Progress | None = None,
-            build_image: bool = False) -> dict:
+            build_image: bool = False, admin_networks: list[str] = ()) -> dict:
     """Write the layout's site pillar root, keys and master bundle under
-    ``state_dir``/<layout>/ and return what the Vagrantfile reads."""
+    ``state_dir``/<layout>/ and return what the Vagrantfile reads.
+    ``admin_networks``: where else ssh must come from (Vagrant's own
+    address on a provider's management network)."""
     from . import site, topology as topo_mod
     from .config import Settings, check_release
     from .containers import master_conf
@@ -85,7 +87,8 @@ def prepare(layout: str, state_dir: Path, *, settings=None, progress: Progress |
     topology = topo_mod.load(layout, settings.layout_dirs, settings.pillar_lib)
     master = master_address(topology)
     root = state_dir / topology.name
-    site.write_site(root / "site", settings.repo, site.topology_copy(topology.text, topology.path))
+    site.write_site(root / "site", settings.repo,
+                    site.topology_copy(with_admin_networks(topology.text, admin_networks), topology.path))
     hosts = list(topology.hosts)
     keys = site.minion_keys(root / "pki", hosts)
     bundle = root / "master"
@@ -113,6 +116,23 @@ def prepare(layout: str, state_dir: Path, *, settings=None, progress: Progress |
         "release": release,
         "image": image,
     }
+
+
+def with_admin_networks(text: str, extra: list[str]) -> str:
+    """A topology file's text with ``extra`` networks added to its
+    admin_networks; unchanged when it has none (ssh is then open to all) or
+    nothing is added."""
+    import yaml
+
+    data = yaml.safe_load(text) or {}
+    topology = data.get("topology") or {}
+    have = topology.get("admin_networks")
+    missing = [n for n in extra if n not in (have or [])]
+    if not have or not missing:
+        return text
+    topology["admin_networks"] = [*have, *missing]
+    return ("# admin_networks: plus where Vagrant's ssh comes from (stacklab vagrant-site)\n"
+            + yaml.safe_dump(data, default_flow_style=False, sort_keys=False))
 
 
 def image_ref(settings, release: str) -> str:
