@@ -18,9 +18,9 @@ import time
 
 import pytest
 
-from stacklab import docker
-from stacklab.config import Settings
-from stacklab.containers import down_layout
+from stacklab import docker, images
+from stacklab.config import Settings, check_release
+from stacklab.containers import APT_PROXY_PORT, down_layout
 from stacklab.topology import load
 from stacklab.util import Progress
 from stacklab.vagrant import parse_report
@@ -29,6 +29,7 @@ from tests.lab.stack_checks import request
 
 LAYOUT = os.environ.get("STACK_VAGRANT_LAYOUT") or "three-tier"
 MASTER = "salt"
+APT_CACHE_LABEL = "stacklab.vagrant-apt-cache=true"
 
 
 def vagrant(args, env, say, timeout):
@@ -53,13 +54,41 @@ def topology():
 
 
 @pytest.fixture(scope="module")
-def vagrant_env(topology, lab_session, say):
+def apt_cache(topology, lab_session, say):
+    """The lab's apt cache on a network of the topology's subnet that exists
+    before `vagrant up`, which then puts its machines on it (Vagrant takes a
+    network it finds for the subnet): packages come from this machine's
+    cache instead of Debian's mirror. Its URL; removed at the end."""
     if not os.environ.get("STACK_VAGRANT_LAYOUT"):
         # Vagrant would join (and later remove) a lab's network of the same subnet.
         lab_session.release()
         down_layout(None, Progress(say))
+    settings = Settings.from_env()
+    release = check_release(None)
+    aptproxy = images.ensure_images(settings, release, Progress(say)).aptproxy
+    address = topology.free_top_addresses(2)[1]
+    docker.docker("network", "create", "--driver", "bridge", "--subnet", str(topology.network),
+                  "--gateway", topology.gateway, "--label", APT_CACHE_LABEL, apt_cache_network(topology))
+    try:
+        docker.docker("run", "-d", "--name", f"{apt_cache_network(topology)}-aptproxy", "--label", APT_CACHE_LABEL,
+                      "--network", apt_cache_network(topology), "--ip", address,
+                      "-v", f"{settings.apt_cache}:/var/cache/apt-cacher-ng", aptproxy, timeout=120)
+        yield f"http://{address}:{APT_PROXY_PORT}"
+    finally:
+        leftovers = docker.ids("container", [APT_CACHE_LABEL])
+        if leftovers:
+            docker.docker("rm", "-f", "-v", *leftovers, check=False)
+        docker.docker("network", "rm", apt_cache_network(topology), check=False)
+
+
+def apt_cache_network(topology):
+    return f"stacklab-vagrant-{topology.name}"
+
+
+@pytest.fixture(scope="module")
+def vagrant_env(apt_cache):
     return dict(os.environ, LAYOUT=LAYOUT, VAGRANT_DOTFILE_PATH=str(REPO / ".lab" / "vagrant"),
-                VAGRANT_CHECKPOINT_DISABLE="1", VAGRANT_NO_COLOR="1")
+                VAGRANT_CHECKPOINT_DISABLE="1", VAGRANT_NO_COLOR="1", STACKLAB_APT_PROXY=apt_cache)
 
 
 def containers(topology):
@@ -67,9 +96,11 @@ def containers(topology):
 
 
 def networks(topology):
-    """Docker networks on the topology's subnet (Vagrant names its own vagrant_network_<subnet>)."""
+    """Docker networks on the topology's subnet (Vagrant names its own
+    vagrant_network_<subnet>), other than the apt cache's."""
     return [n["Name"] for n in docker.inspect(*docker.ids("network", []), kind="network")
-            if any(c.get("Subnet") == str(topology.network) for c in (n.get("IPAM") or {}).get("Config") or [])]
+            if any(c.get("Subnet") == str(topology.network) for c in (n.get("IPAM") or {}).get("Config") or [])
+            and n["Name"] != apt_cache_network(topology)]
 
 
 def test_vagrantfile_validates(vagrant_env, say):
