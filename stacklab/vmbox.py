@@ -62,6 +62,10 @@ SALT_SLOW_VM = """\
 request_channel_timeout: 600
 timeout: 120
 gather_job_timeout: 300
+# A publish (the master's to its minions, and each daemon's event bus) that
+# has not drained in 60 s drops its subscriber for good: the last run lost
+# the deploy's first job that way under emulation.
+publish_drain_timeout: 600
 # The fqdns grain looks up every address in reverse DNS at each start.
 enable_fqdns_grains: false
 """
