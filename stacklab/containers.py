@@ -29,7 +29,7 @@ import yaml
 
 from . import docker
 from . import site
-from .site import LAB_BASE, WHEELHOUSE_MOUNT
+from .site import LAB_BASE, REPO_MOUNT, SITE_MOUNT, WHEELHOUSE_MOUNT
 from .util import LabError, Progress, wait_until
 
 if TYPE_CHECKING:
@@ -155,8 +155,8 @@ def create(lab: "Lab", imgs: "ImageSet", keys: dict[str, tuple[str, str]]) -> No
         *docker.SYSTEMD_RUN_FLAGS,
         # The whole tree: the django formula ships djangostack through a
         # symlink to the repo's top-level djangostack/.
-        "-v", f"{s.repo}:/srv/django-stack:ro",
-        "-v", f"{lab.site_dir}:/srv/site:ro",
+        "-v", f"{s.repo}:{REPO_MOUNT}:ro",
+        "-v", f"{lab.site_dir}:{SITE_MOUNT}:ro",
         "-v", f"{LAB_BASE}:/srv/lab-base:ro",
         imgs.base]))
     port = int(os.environ.get("STACKLAB_HTTP_PORT", "8080"))
@@ -218,7 +218,7 @@ def masterless_host(lab: "Lab", host_id: str, address: str, imgs: "ImageSet", si
     in /etc/salt/minion.d/; no salt-minion runs. The apt proxy is the lab's."""
     container = lab.container(host_id)
     labels = lab.labels("host", host_id) + [f"stacklab.address={address}", "stacklab.masterless=true"]
-    mounts = ["-v", f"{lab.settings.repo}:/srv/django-stack:ro", "-v", f"{site_dir}:/srv/site:ro"]
+    mounts = ["-v", f"{lab.settings.repo}:{REPO_MOUNT}:ro", "-v", f"{site_dir}:{SITE_MOUNT}:ro"]
     docker.docker("run", "-d", "--name", container, "--network", lab.network, "--restart", "no",
                   *host_args(lab, host_id, address, labels, imgs, mounts), timeout=180)
     wait_boot(container, lab.progress)

@@ -277,8 +277,8 @@ class Lab(SaltMixin):
                   timeout=60)
         key = tuple(self.exec("salt", f"cat {keys}/{host_id}.{kind}", check=True).stdout for kind in ("pem", "pub"))
         self.exec("salt", f"rm -rf {keys}", check=True)
-        config = self.exec("salt", "cd /srv/django-stack/pillar && /opt/salt/bin/python3 -m stackpillar "
-                                   f"minion-config /srv/site/topology.sls {host_id}", check=True).stdout
+        config = self.exec("salt", f"cd {site.REPO_MOUNT}/pillar && /opt/salt/bin/python3 -m stackpillar "
+                                   f"minion-config {site.SITE_MOUNT}/topology.sls {host_id}", check=True).stdout
         path = site.formula_defaults(self.settings.repo, "salt_minion")["config_file"]
         imgs = images.ensure_images(self.settings, self.release, self.progress)
         self.joined[host_id] = address

@@ -27,6 +27,10 @@ import yaml
 from .util import LabError
 
 WHEELHOUSE_MOUNT = "/srv/stacklab/wheelhouse"
+# Where salt/masterless.conf (and so every master the lab and Vagrant make)
+# finds this repository and the site pillar root.
+REPO_MOUNT = "/srv/django-stack"
+SITE_MOUNT = "/srv/site"
 LAB_BASE = Path(__file__).resolve().parent / "lab-base"
 # The state ids the lab-base tree gives the outsider minion, and nothing else.
 OUTSIDER_STATE_IDS = ["outsider-was-here"]

@@ -77,7 +77,7 @@ def prepare(layout: str, state_dir: Path, *, settings=None, progress: Progress |
     ``state_dir``/<layout>/ and return what the Vagrantfile reads.
     ``admin_networks``: where else ssh must come from (Vagrant's own
     address on a provider's management network)."""
-    from . import site, topology as topo_mod
+    from . import docker, site, topology as topo_mod
     from .config import Settings, check_release
     from .containers import master_conf
 
@@ -115,6 +115,10 @@ def prepare(layout: str, state_dir: Path, *, settings=None, progress: Progress |
         "wheelhouse": str(settings.wheelhouse(release)),
         "release": release,
         "image": image,
+        # What the Vagrantfile mounts where, and how its containers boot
+        # systemd: the lab's own values.
+        "mounts": {"repo": site.REPO_MOUNT, "site": site.SITE_MOUNT, "wheelhouse": site.WHEELHOUSE_MOUNT},
+        "docker_run_flags": docker.SYSTEMD_RUN_FLAGS,
     }
 
 
