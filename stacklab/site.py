@@ -119,13 +119,18 @@ def acme_server_files(acme_dir: Path, address: str) -> str:
     return ca_file.read_text()
 
 
-def lab_apps(apps: dict, acme_address: str, acme_ca: str) -> dict:
-    """The example's apps, each served over HTTPS with a certificate from
-    the lab's ACME server (the whole issuance path, offline)."""
-    directory = f"https://{acme_address}:{ACME_PORT}/dir"
-    return {"apps": {name: {**app, "tls": {"source": "acme", "directory": directory,
-                                           "email": "ops@example.com", "ca_certificate": acme_ca}}
-                     for name, app in apps.items()}}
+def lab_apps(apps: dict, acme_address: str | None = None, acme_ca: str | None = None) -> dict:
+    """The example's apps as the lab serves them: no mail (the example's
+    relay does not exist here; the lab has no SMTP sink yet), and with the
+    lab's ACME server, each over HTTPS with a certificate from it (the
+    whole issuance path, offline)."""
+    served = {name: {**app, "mail": False} for name, app in apps.items()}
+    if acme_address:
+        directory = f"https://{acme_address}:{ACME_PORT}/dir"
+        for app in served.values():
+            app["tls"] = {"source": "acme", "directory": directory, "email": "ops@example.com",
+                          "ca_certificate": acme_ca}
+    return {"apps": served}
 
 
 def load_apps(repo: Path) -> dict:
@@ -180,7 +185,7 @@ def write_site(site_dir: Path, repo: Path, topology_sls: str, acme_address: str 
     write_atomic(site_dir / "topology.sls", topology_sls, 0o644)
     apps_src = repo / "pillar" / "examples" / "apps.sls"
     apps = load_apps(repo)
-    site_apps = lab_apps(apps, acme_address, acme_ca) if acme_address else {"apps": apps}
+    site_apps = lab_apps(apps, acme_address, acme_ca)
     write_atomic(site_dir / "apps.sls", f"# {apps_src}, as the lab serves it (stacklab)\n"
                  + yaml.safe_dump(site_apps, default_flow_style=False, sort_keys=False), 0o644)
     sec = site_dir / "secrets.sls"

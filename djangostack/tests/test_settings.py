@@ -29,7 +29,13 @@ print(json.dumps({
     "credential": s.STORAGES["default"]["OPTIONS"]["credential"],
     "STATIC_ROOT": s.STATIC_ROOT, "SSL_REDIRECT": getattr(s, "SECURE_SSL_REDIRECT", False),
     "HSTS": getattr(s, "SECURE_HSTS_SECONDS", 0), "SERVER_EMAIL": s.SERVER_EMAIL,
-    "DEFAULT_FROM_EMAIL": s.DEFAULT_FROM_EMAIL,
+    "DEFAULT_FROM_EMAIL": s.DEFAULT_FROM_EMAIL, "EMAIL_BACKEND": s.EMAIL_BACKEND,
+    "EMAIL_HOST": s.EMAIL_HOST, "EMAIL_PORT": getattr(s, "EMAIL_PORT", None),
+    "EMAIL_USE_TLS": getattr(s, "EMAIL_USE_TLS", False), "EMAIL_USE_SSL": getattr(s, "EMAIL_USE_SSL", False),
+    "EMAIL_HOST_USER": getattr(s, "EMAIL_HOST_USER", ""),
+    "EMAIL_HOST_PASSWORD": getattr(s, "EMAIL_HOST_PASSWORD", ""), "EMAIL_TIMEOUT": s.EMAIL_TIMEOUT,
+    "LOG_HANDLERS": sorted(s.LOGGING["handlers"]), "DJANGO_HANDLERS": s.LOGGING["loggers"]["django"]["handlers"],
+    "OPTIONS": db["OPTIONS"],
 }))
 """
 
@@ -78,6 +84,12 @@ def test_every_value_the_formula_writes(tmp_path):
         **REQUIRED,
         "DJANGO_ALLOWED_HOSTS": "www.example.com,example.com",
         "DJANGO_ADMINS": '[["Ops", "ops@example.com"]]',
+        "DJANGO_EMAIL_HOST": "smtp.example.com",
+        "DJANGO_EMAIL_PORT": "2587",
+        "DJANGO_EMAIL_TLS": "starttls",
+        "DJANGO_EMAIL_USER": "demo@example.com",
+        "DJANGO_EMAIL_PASSWORD": "s#cr=t",
+        "DJANGO_DB_STATEMENT_TIMEOUT": "25",
         "DJANGO_HTTPS": "true",
         "DJANGO_DB_PORT": "5433",
         "DJANGO_DB_PASSWORD": "p=w#d",
@@ -99,6 +111,52 @@ def test_every_value_the_formula_writes(tmp_path):
     assert s["credential"] == "demo:a-b_C="
     assert s["STATIC_ROOT"] == "/srv/apps/demo/static"
     assert s["DEFAULT_FROM_EMAIL"] == "app@example.com"
+    assert (s["EMAIL_HOST"], s["EMAIL_PORT"], s["EMAIL_USE_TLS"], s["EMAIL_USE_SSL"]) == (
+        "smtp.example.com", 2587, True, False)
+    assert (s["EMAIL_HOST_USER"], s["EMAIL_HOST_PASSWORD"], s["EMAIL_TIMEOUT"]) == ("demo@example.com", "s#cr=t", 5)
+    assert s["EMAIL_BACKEND"] == "django.core.mail.backends.smtp.EmailBackend"
+    assert s["DJANGO_HANDLERS"] == ["stderr", "mail_admins"]
+    assert s["OPTIONS"]["options"] == "-c statement_timeout=25s"
+
+
+def test_without_a_relay_no_mail_is_attempted(tmp_path):
+    """No DJANGO_EMAIL_HOST (pillar mail: false): no ADMINS even if given, no
+    mail handler, a backend that sends nothing; never localhost:25."""
+    s = settings_from(tmp_path, {**REQUIRED, "DJANGO_ADMINS": '[["Ops", "ops@example.com"]]'})
+    assert s["ADMINS"] == [] and s["EMAIL_HOST"] is None
+    assert s["EMAIL_BACKEND"] == "djangostack.mail.NoMailBackend"
+    assert s["LOG_HANDLERS"] == ["stderr"] and s["DJANGO_HANDLERS"] == ["stderr"]
+    assert "options" not in s["OPTIONS"]
+
+
+@pytest.mark.parametrize("tls, port, use_tls, use_ssl", [("ssl", 465, False, True), ("none", 25, False, False),
+                                                          ("starttls", 587, True, False)])
+def test_each_tls_mode_has_its_port(tmp_path, tls, port, use_tls, use_ssl):
+    s = settings_from(tmp_path, {**REQUIRED, "DJANGO_EMAIL_HOST": "relay", "DJANGO_EMAIL_TLS": tls})
+    assert (s["EMAIL_PORT"], s["EMAIL_USE_TLS"], s["EMAIL_USE_SSL"]) == (port, use_tls, use_ssl)
+
+
+def test_a_wrong_tls_mode_names_it(tmp_path):
+    proc = load(tmp_path, {**REQUIRED, "DJANGO_EMAIL_HOST": "relay", "DJANGO_EMAIL_TLS": "tls"})
+    assert proc.returncode != 0 and "DJANGO_EMAIL_TLS='tls'" in proc.stderr
+
+
+def test_the_no_mail_backend_sends_nothing_and_says_so():
+    import django
+    from django.conf import settings
+
+    if not settings.configured:
+        settings.configure()
+        django.setup()
+    from django.core.exceptions import ImproperlyConfigured
+    from django.core.mail import EmailMessage
+
+    from djangostack.mail import NoMailBackend
+
+    message = EmailMessage("subject", "body", "app@example.com", ["ops@example.com"])
+    with pytest.raises(ImproperlyConfigured, match="no mail relay"):
+        NoMailBackend().send_messages([message])
+    assert NoMailBackend(fail_silently=True).send_messages([message]) == 0
 
 
 @pytest.mark.parametrize("missing", sorted(REQUIRED))

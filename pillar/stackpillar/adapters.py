@@ -8,9 +8,11 @@ secret (TLS keys, the media write credential's hash) carries only what the
 host needs, never the secret.
 """
 from . import site
+from .connections import max_connections
 from .media_auth import password_hash, write_token
+from .timeouts import app_timeouts
 from .tls import host_credentials
-from .topology import hosts_with, role_port
+from .topology import hosts_with, role_option, role_port
 
 # pgBackRest's stanza: the database cluster's name in the repository, and in
 # PostgreSQL's archive_command.
@@ -30,6 +32,10 @@ class Context:
 
     def options(self, role):
         return dict(self.host["options"].get(role, {}))
+
+    def option(self, role, name):
+        """This host's option, or the registry's default for it."""
+        return role_option(self.topology, self.registry, self.id, role, name)
 
     def holders(self, role):
         return hosts_with(self.topology, role)
@@ -81,6 +87,8 @@ def database(ctx):
         # Archiving is always on, so adding a backup host is a reload, not
         # a restart; without one a segment counts as archived once written.
         "settings": {"archive_mode": "on", "archive_command": "/bin/true"},
+        # Given, or derived from every app worker (connections.py).
+        "max_connections": max_connections(ctx.topology, ctx.apps, ctx.registry),
         **options,
     }
     pillar = {"postgres": postgres}
@@ -137,33 +145,51 @@ def app(ctx):
     apps = {}
     for name, spec in ctx.apps.items():
         user = spec["database"]["user"]
+        timeouts = app_timeouts(spec)
         apps[name] = {
             "source": spec["source"],
             "requirements": spec.get("requirements", "requirements.txt"),
             "settings_module": spec["settings_module"],
             "wsgi_module": spec["wsgi_module"],
             "server_names": spec["server_names"],
-            "admins": spec.get("admins", []),
             # Secure cookies, HSTS and the https redirect behind TLS.
             "https": "tls" in spec,
             "hsts_seconds": spec.get("tls", {}).get("hsts_seconds"),
             "environment": spec.get("environment", {}),
             "secret_key": ctx.secret(f"django:{name}:secret_key"),
+            "mail": app_mail(ctx, name, spec["mail"]),
             "database": {
                 "host": host,
                 "port": port,
                 "name": spec["database"]["name"],
                 "user": user,
                 "password": ctx.secret(f"postgres:users:{user}"),
+                "statement_timeout": timeouts["statement"],
             },
             "cache_servers": ctx.endpoints("cache", "memcached"),
             "media_write_urls": ctx.endpoints("media", "media_dav", "http://", f"/{name}/media/"),
             "static_publish_urls": ctx.endpoints("media", "media_dav", "http://", f"/{name}/static/"),
             "media_write_token": ctx.media_write_token(name),
             "leader": ctx.id == ctx.leader("app"),
-            "uwsgi": {**ctx.options("app"), "socket": f"{ctx.address}:{spec['port']}"},
+            "uwsgi": {
+                "socket": f"{ctx.address}:{spec['port']}",
+                # Always given: the database's max_connections counts them.
+                "processes": ctx.option("app", "processes"),
+                "threads": ctx.option("app", "threads"),
+                "harakiri": timeouts["harakiri"],
+                "worker-reload-mercy": timeouts["reload_mercy"],
+            },
         }
     return {"django": {"apps": apps}}
+
+
+def app_mail(ctx, name, mail):
+    """The app's relay as the django formula takes it (False: no mail), its
+    password read here so it reaches app hosts only."""
+    if not mail:
+        return False
+    password = ctx.secret(f"mail:{name}") if mail["user"] else None
+    return {**mail, "password": password}
 
 
 def media(ctx):
@@ -203,6 +229,9 @@ def loadbalancer(ctx):
             "app_upstreams": [f"{ctx.address_of(h)}:{spec['port']}" for h in app_hosts],
             "media_upstreams": ctx.endpoints("media", "media"),
             "tls": site_tls(ctx, name, spec),
+            # Longer than the app's harakiri; retries only early (timeouts.py).
+            "app_read_timeout": f"{app_timeouts(spec)['lb_read']}s",
+            "app_next_upstream_timeout": f"{app_timeouts(spec)['lb_retry_window']}s",
         } for name, spec in ctx.apps.items()},
         **ctx.options("loadbalancer"),
     }}}

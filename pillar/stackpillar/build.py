@@ -1,16 +1,23 @@
 """Each host's pillar, and the ordered deploy's steps, from the site data
 and the registry."""
 from . import adapters
+from .connections import max_connections
 from .firewall import host_firewall
 from .registry import resolve_registry, roles_in_deploy_order
 from .salt_minion import minion_config
 from .site import check_apps
+from .timeouts import check_timeouts
 from .topology import check_topology, hosts_with, topology_warnings
 
 
 def checked_site(site, registry):
-    """(topology, apps) checked, or TopologyError naming the wrong key."""
-    return check_topology(site["topology"], registry), check_apps(site["apps"])
+    """(topology, apps) checked, each on its own and against each other
+    (timeouts that agree, connections that fit), or TopologyError naming
+    the wrong key and the host."""
+    topology, apps = check_topology(site["topology"], registry), check_apps(site["apps"])
+    check_timeouts(apps, hosts_with(topology, "app"))
+    max_connections(topology, apps, registry)
+    return topology, apps
 
 
 def site_registry(site, registry):

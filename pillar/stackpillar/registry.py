@@ -14,7 +14,7 @@ HOSTS_KEYS = {"min", "max", "odd", "advise"}
 # has hosts with that other role.
 WITH_KEYS = {"summary", "hosts", "states", "deploy", "retire", "ports", "expect"}
 OPTION_TYPES = {"int", "port", "size"}
-OPTION_KEYS = {"type", "min", "max", "same_on_every_host"}
+OPTION_KEYS = {"type", "min", "max", "same_on_every_host", "default"}
 
 
 def load_registry(path=None):
@@ -45,6 +45,11 @@ def load_registry(path=None):
                 raise TopologyError(f"{key}:options:{option}:type", f"one of {sorted(OPTION_TYPES)}")
             if set(spec) - OPTION_KEYS:
                 raise TopologyError(f"{key}:options:{option}", f"unknown keys {sorted(set(spec) - OPTION_KEYS)}")
+            default = spec.get("default")
+            if default is not None and spec["type"] == "int" and not (
+                    isinstance(default, int) and spec.get("min", default) <= default <= spec.get("max", default)):
+                raise TopologyError(f"{key}:options:{option}:default", f"must be a whole number within the "
+                                    f"option's min and max (got {default!r})")
         for other, variant in (role.get("with") or {}).items():
             vkey = f"{key}:with:{other}"
             if other not in roles or other == name:

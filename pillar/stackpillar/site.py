@@ -9,6 +9,7 @@ import re
 import yaml
 
 from .errors import TopologyError
+from .timeouts import check_request_timeout
 
 SITE_FILES = ("topology.sls", "apps.sls", "secrets.sls")
 # The example a site copies its secrets.sls from: any of its values (e.g.
@@ -31,7 +32,15 @@ SECRET_MIN_LENGTH = 16
 SECRET_MIN_DISTINCT_CHARACTERS = 5
 APP_NAME = re.compile(r"^[a-z][a-z0-9_]{0,30}$")
 APP_REQUIRED = ("source", "settings_module", "wsgi_module", "server_names", "database", "port")
-APP_KEYS = APP_REQUIRED + ("requirements", "admins", "tls", "environment")
+APP_KEYS = APP_REQUIRED + ("requirements", "mail", "request_timeout", "tls", "environment")
+# apps:<app>:mail: the SMTP relay error mail (and the app's own) goes
+# through; the password, when `user` logs in, is secrets:mail:<app>. Each
+# TLS mode with its usual port: STARTTLS on submission, implicit TLS, or
+# plain SMTP (a relay on the private network only).
+MAIL_KEYS = ("host", "port", "tls", "user", "from", "admins")
+MAIL_TLS_PORTS = {"starttls": 587, "ssl": 465, "none": 25}
+MAIL_CHOICE = ("an SMTP relay {host, port, tls: starttls|ssl|none, user, from, admins} "
+               "(the password in secrets:mail:<app>), or false for no mail at all")
 # apps:<app>:tls: where the load balancers' certificate comes from.
 TLS_SOURCES = ("acme", "pillar", "self_signed")
 TLS_KEYS = ("source", "directory", "email", "ca_certificate", "hsts_seconds")
@@ -77,6 +86,9 @@ def check_apps(data):
             if field not in app:
                 raise TopologyError(f"{key}:{field}", "is missing")
         for field in app:
+            if field == "admins":
+                raise TopologyError(f"{key}:admins", "moved to apps:<app>:mail:admins, beside the relay "
+                                    "that delivers to them (see pillar/examples/apps.sls)")
             if field not in APP_KEYS:
                 raise TopologyError(f"{key}:{field}", f"unknown key (known: {', '.join(APP_KEYS)})")
         source = app["source"]
@@ -96,7 +108,53 @@ def check_apps(data):
         ports[port] = name
         if "tls" in app:
             app["tls"] = _tls(key, app["tls"], names)
+        app["mail"] = _mail(f"{key}:mail", app.get("mail"), "mail" in app)
+        if "request_timeout" in app:
+            check_request_timeout(f"{key}:request_timeout", app["request_timeout"])
     return apps
+
+
+def _mail(key, mail, given):
+    """apps:<app>:mail checked, with its defaults: False (no mail) or the
+    relay. Unset is refused: Django's default, localhost:25, has no server
+    on these hosts, so every error mail would be dropped without a word."""
+    if not given:
+        raise TopologyError(key, f"missing: give {MAIL_CHOICE}; unset, Django would hand error mails to "
+                            "localhost:25, where nothing listens, and they would be lost")
+    if mail is False:
+        return False
+    if not isinstance(mail, dict):
+        raise TopologyError(key, f"must be {MAIL_CHOICE} (got {mail!r})")
+    for field in mail:
+        if field not in MAIL_KEYS:
+            raise TopologyError(f"{key}:{field}", f"unknown key (known: {', '.join(MAIL_KEYS)})")
+    host = mail.get("host")
+    if not isinstance(host, str) or not host or any(c.isspace() for c in host):
+        raise TopologyError(f"{key}:host", f"the relay's host name or address (got {host!r})")
+    tls = mail.get("tls", "starttls")
+    if tls not in MAIL_TLS_PORTS:
+        raise TopologyError(f"{key}:tls", f"must be one of {', '.join(MAIL_TLS_PORTS)} (got {tls!r})")
+    port = mail.get("port", MAIL_TLS_PORTS[tls])
+    if isinstance(port, bool) or not isinstance(port, int) or not 1 <= port <= 65535:
+        raise TopologyError(f"{key}:port", f"must be a port between 1 and 65535 (got {port!r})")
+    user = mail.get("user")
+    if user is not None and (not isinstance(user, str) or not user):
+        raise TopologyError(f"{key}:user", f"the relay's login, or leave it out (got {user!r})")
+    if user and tls == "none":
+        raise TopologyError(f"{key}:tls", f"none would send {key}:user's password in clear: use starttls or ssl")
+    sender = mail.get("from")
+    if not _address(sender):
+        raise TopologyError(f"{key}:from", f"the sender's address, e.g. django@example.com (got {sender!r})")
+    admins = mail.get("admins")
+    if isinstance(admins, str) or not isinstance(admins, list) or not admins or not all(
+            isinstance(a, list) and len(a) == 2 and isinstance(a[0], str) and _address(a[1]) for a in admins):
+        raise TopologyError(f"{key}:admins", f"who gets error mail, a non-empty list of [name, address] "
+                            f"(got {admins!r}); no one: mail: false")
+    return {"host": host, "port": port, "tls": tls, "user": user, "from": sender, "admins": admins}
+
+
+def _address(value):
+    return isinstance(value, str) and "@" in value.strip("@") and not any(c.isspace() for c in value)
 
 
 def certificate_names(server_names):

@@ -246,6 +246,13 @@ def _same_on_every_host(topology, roles):
                                     f"must be the same on every host with the role {role} ({given})")
 
 
+def role_option(topology, registry, host_id, role, name):
+    """A holder's option: its own value, else the registry's default (None
+    when the registry gives none)."""
+    given = topology["hosts"][host_id]["options"].get(role, {})
+    return given.get(name, registry["roles"][role]["options"][name].get("default"))
+
+
 def role_port(topology, registry, host_id, role, name):
     """The port a holder of ``role`` listens on for ``name``: the registry's,
     unless the port names an option the host's options for the role set."""

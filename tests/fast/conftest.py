@@ -31,6 +31,7 @@ SECRETS = {
     "secrets": {
         "django": {"demo": {"secret_key": "test-secret-key-of-the-fast-suite-0123456789-abcdefghij"}},
         "postgres": {"users": {"demo": "test-db-password-demo"}},
+        "mail": {"demo": "test-mail-password-demo"},
         "patroni": PATRONI_SECRETS,
         "pgbackrest": {"tls_seed": "test-tls-seed-of-the-fast-suite"},
     }

@@ -22,6 +22,7 @@ APPS["apps"]["shop"] = {**copy.deepcopy(APPS["apps"]["demo"]), "server_names": [
 TWO_APP_SECRETS = copy.deepcopy(SECRETS)
 TWO_APP_SECRETS["secrets"]["django"]["shop"] = {"secret_key": "test-shop-secret-key-of-the-fast-suite-0123456789-abcdefghij"}
 TWO_APP_SECRETS["secrets"]["postgres"]["users"]["shop"] = "test-shop-db-password-of-the-fast-suite"
+TWO_APP_SECRETS["secrets"]["mail"]["shop"] = "test-shop-mail-password-of-the-fast-suite"
 SECRET_KEYS = {app: TWO_APP_SECRETS["secrets"]["django"][app]["secret_key"] for app in APPS["apps"]}
 
 

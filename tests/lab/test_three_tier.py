@@ -1,19 +1,44 @@
 """three-tier: LB → two app hosts → database (+cache) host; a media host
 (+ the backup repository)."""
 import collections
+import copy
 import json
 import re
 import socket
+import threading
 import time
 
 import pytest
 import yaml
 
 import stack_checks as checks
+import stackpillar
+from stackpillar import connections, timeouts
 from stacklab.saltctl import STACK_ENV
 from tests.layouts import REPO
 
 pytestmark = pytest.mark.layout("three-tier")
+
+
+class HostReads(checks.Background):
+    """GET /healthz through the load balancer every 0.1 s: which app host
+    answered each (X-App-Host) and when, and every read that failed."""
+
+    def __init__(self, address):
+        super().__init__()
+        self.address = address
+        self.sent, self.answered, self.failures = 0, [], []
+
+    def step(self):
+        self.sent += 1
+        try:
+            got = checks.request(self.address, "/healthz", timeout=10)
+            if got.status == 200:
+                self.answered.append((self.elapsed(), got.header("x-app-host")))
+            else:
+                self.failures.append((self.elapsed(), got.status))
+        except OSError as exc:
+            self.failures.append((self.elapsed(), type(exc).__name__))
 
 
 class TestThreeTier(checks.LayoutSuite):
@@ -212,6 +237,76 @@ class TestThreeTier(checks.LayoutSuite):
             assert deploy.changed.get("app3", 0) == 0   # it had converged itself
         finally:
             lab.leave("app3")
+
+    def test_a_slow_endpoint_under_load_marks_no_healthy_app_host_down(self, lab, topology, say):
+        """Requests to /slow that outlast harakiri, more than one per app
+        host at once, while reads go through the load balancer: each slow
+        one ends in about harakiri (one app host, never repeated on the
+        next), no read fails, and every app host keeps answering reads
+        after the kills (the app upstream counts no failures)."""
+        lb = lab.address(checks.hosts_with(topology, "loadbalancer")[0])
+        app_hosts = checks.hosts_with(topology, "app")
+        limits = timeouts.app_timeouts(checks.APPS["demo"])
+        slow = [None] * (2 * len(app_hosts) + 1)
+
+        def slow_request(index):
+            started = time.monotonic()
+            try:
+                got = checks.request(lb, f"/slow?seconds={limits['harakiri'] + 20}",
+                                     timeout=limits["lb_read"] + 30)
+                slow[index] = (got.status, round(time.monotonic() - started, 1))
+            except OSError as exc:
+                slow[index] = (type(exc).__name__, round(time.monotonic() - started, 1))
+
+        with HostReads(lb) as reads:
+            time.sleep(2)
+            senders = [threading.Thread(target=slow_request, args=(i,)) for i in range(len(slow))]
+            for sender in senders:
+                sender.start()
+            for sender in senders:
+                sender.join()
+            killed_at = reads.elapsed()
+            # As long as a passive health check would keep a host out.
+            time.sleep(15)
+        after = collections.Counter(host for at, host in reads.answered if at > killed_at)
+        say(f"slow endpoint: {len(slow)} requests past harakiri ({limits['harakiri']} s) -> {slow}; reads sent "
+            f"{reads.sent}, failed {len(reads.failures)} {reads.failures[:5]}; answered per app host in the "
+            f"15 s after the kills {dict(after)}")
+        for status, seconds in slow:
+            # A harakiri kill (502), once: a retry on the next host would take twice as long.
+            assert status == 502 and limits["harakiri"] - 1 <= seconds < limits["lb_read"] + 5, slow
+        assert reads.sent > 50 and reads.failures == [], reads.failures[:10]
+        assert set(after) == set(app_hosts), after
+
+    def test_a_query_slower_than_the_statement_timeout_is_cancelled_by_the_database(self, lab, topology, say):
+        """The database cancels the query before harakiri would kill the
+        worker: the view answers 500 in about the statement timeout, and no
+        abandoned query runs on."""
+        lb = lab.address(checks.hosts_with(topology, "loadbalancer")[0])
+        limits = timeouts.app_timeouts(checks.APPS["demo"])
+        started = time.monotonic()
+        got = checks.request(lb, f"/slow?seconds={limits['harakiri'] + 20}&in=database",
+                             timeout=limits["lb_read"] + 30)
+        seconds = round(time.monotonic() - started, 1)
+        running = checks.sql(lab, topology, "SELECT count(*) FROM pg_stat_activity "
+                                            "WHERE query LIKE 'SELECT pg_sleep%' AND pid <> pg_backend_pid()")
+        say(f"a query of {limits['harakiri'] + 20} s: {got.status} after {seconds} s (statement timeout "
+            f"{limits['statement']} s, harakiri {limits['harakiri']} s); pg_sleep still running: {running}")
+        assert got.status == 500
+        assert limits["statement"] - 1 <= seconds < limits["harakiri"], seconds
+        assert running == "0"
+
+    def test_max_connections_fits_every_app_worker(self, lab, topology, say):
+        """What PostgreSQL runs with is what the pillar derived, and it
+        holds every worker thread's connection plus the headroom."""
+        apps = stackpillar.check_apps({"apps": copy.deepcopy(checks.APPS)})
+        derived = connections.max_connections(topology, apps, checks.REGISTRY)
+        running = int(checks.sql(lab, topology, "SHOW max_connections"))
+        workers = sum(checks.vassal_workers(lab, h) for h in checks.hosts_with(topology, "app"))
+        say(f"max_connections {running} (derived {derived}); app worker threads {workers}, "
+            f"headroom {connections.MAINTENANCE_HEADROOM}")
+        assert running == derived
+        assert running >= workers + connections.MAINTENANCE_HEADROOM
 
     def test_moving_roles_is_a_pillar_change(self, lab, topology, lab_topology):
         """The cache leaves db1 for app2, whose app role moves to media1; the

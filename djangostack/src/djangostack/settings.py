@@ -22,11 +22,36 @@ DEBUG = False
 SECRET_KEY = _str("DJANGO_SECRET_KEY", required=True)
 ALLOWED_HOSTS = _list("DJANGO_ALLOWED_HOSTS")
 
+# Mail goes through the app's relay, DJANGO_EMAIL_HOST, or nowhere: with no
+# relay there are no ADMINS, no mail_admins handler (LOGGING below) and a
+# backend that sends nothing and says so, never Django's default of
+# localhost:25, where no server runs and every error mail would be lost.
+EMAIL_HOST = _str("DJANGO_EMAIL_HOST")
+_MAIL = EMAIL_HOST is not None
+# Each TLS mode with its usual port: STARTTLS on submission, implicit TLS,
+# or plain SMTP to a relay on the private network.
+_EMAIL_TLS_PORTS = {"starttls": 587, "ssl": 465, "none": 25}
+_EMAIL_TLS = _str("DJANGO_EMAIL_TLS", "starttls")
+if _EMAIL_TLS not in _EMAIL_TLS_PORTS:
+    from django.core.exceptions import ImproperlyConfigured as _ImproperlyConfigured
+
+    raise _ImproperlyConfigured(f"DJANGO_EMAIL_TLS={_EMAIL_TLS!r}: one of {', '.join(_EMAIL_TLS_PORTS)}")
+if _MAIL:
+    EMAIL_BACKEND = "django.core.mail.backends.smtp.EmailBackend"
+    EMAIL_PORT = _int("DJANGO_EMAIL_PORT", _EMAIL_TLS_PORTS[_EMAIL_TLS])
+    EMAIL_USE_TLS = _EMAIL_TLS == "starttls"
+    EMAIL_USE_SSL = _EMAIL_TLS == "ssl"
+    EMAIL_HOST_USER = _str("DJANGO_EMAIL_USER", "")
+    EMAIL_HOST_PASSWORD = _str("DJANGO_EMAIL_PASSWORD", "")
+else:
+    EMAIL_BACKEND = "djangostack.mail.NoMailBackend"
+# Error mail is sent inside the failing request: a relay that does not
+# answer holds the worker this long (Django's default: forever, until
+# harakiri kills it).
+EMAIL_TIMEOUT = _int("DJANGO_EMAIL_TIMEOUT", 5)
 # Error mails (mail_admins below); JSON [["Name", "email"], ...].
-ADMINS = [tuple(admin) for admin in _json.loads(_str("DJANGO_ADMINS", "[]"))]
+ADMINS = [tuple(admin) for admin in _json.loads(_str("DJANGO_ADMINS", "[]"))] if _MAIL else []
 MANAGERS = ADMINS
-EMAIL_HOST = _str("DJANGO_EMAIL_HOST", "localhost")
-EMAIL_PORT = _int("DJANGO_EMAIL_PORT", 25)
 SERVER_EMAIL = _str("DJANGO_SERVER_EMAIL", "root@localhost")
 DEFAULT_FROM_EMAIL = _str("DJANGO_DEFAULT_FROM_EMAIL", SERVER_EMAIL)
 
@@ -85,6 +110,13 @@ DATABASES = {
         },
     }
 }
+# PostgreSQL cancels a query after this many seconds (the formula writes
+# one below uWSGI's harakiri, so a query a killed worker abandoned does not
+# run on; the view gets an error and answers 500). 0 or unset: no limit
+# (the formula's migrate runs with 0).
+_STATEMENT_TIMEOUT = _int("DJANGO_DB_STATEMENT_TIMEOUT", 0)
+if _STATEMENT_TIMEOUT > 0:
+    DATABASES["default"]["OPTIONS"]["options"] = f"-c statement_timeout={_STATEMENT_TIMEOUT}s"
 
 if len(_DB_HOSTS) > 1:
     # The leader, whichever host it is now.
@@ -181,24 +213,22 @@ STORAGES = {
     },
 }
 
-# To stderr: uWSGI passes it to the journal. Errors are also mailed to ADMINS.
+# To stderr: uWSGI passes it to the journal. Errors are also mailed to
+# ADMINS when the app has a relay (without one there is no mail handler).
+_LOG_HANDLERS = {"stderr": {"class": "logging.StreamHandler", "formatter": "plain"}}
+if _MAIL:
+    _LOG_HANDLERS["mail_admins"] = {"level": "ERROR", "class": "django.utils.log.AdminEmailHandler"}
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
     "formatters": {
         "plain": {"format": "%(levelname)s %(name)s: %(message)s"},
     },
-    "handlers": {
-        "stderr": {"class": "logging.StreamHandler", "formatter": "plain"},
-        "mail_admins": {
-            "level": "ERROR",
-            "class": "django.utils.log.AdminEmailHandler",
-        },
-    },
+    "handlers": _LOG_HANDLERS,
     "root": {"handlers": ["stderr"], "level": _str("DJANGO_LOG_LEVEL", "INFO")},
     "loggers": {
         "django": {
-            "handlers": ["stderr", "mail_admins"],
+            "handlers": list(_LOG_HANDLERS),
             "level": _str("DJANGO_LOG_LEVEL", "INFO"),
             "propagate": False,
         },

@@ -7,6 +7,7 @@ urlpatterns = [
     path("", views.index, name="index"),
     path("upload/", views.upload, name="upload"),
     path("healthz", views.healthz, name="healthz"),
+    path("slow", views.slow, name="slow"),
     path("api/visits", views.api_visit_create, name="api-visit-create"),
     path("api/visits/<int:pk>", views.api_visit, name="api-visit"),
     path("admin/", admin.site.urls),

@@ -1,3 +1,4 @@
+import time
 import uuid
 
 from django.core.cache import cache
@@ -104,3 +105,28 @@ def api_visit(request, pk):
     if visit is None:
         return JsonResponse({"id": pk, "found": False}, status=404)
     return JsonResponse({"id": visit.pk, "found": True, "created": visit.created.isoformat()})
+
+
+# The timeout drills' slow endpoint. Bounded: never longer than this.
+SLOW_MAX_SECONDS = 120
+
+
+@never_cache
+@require_GET
+def slow(request):
+    """Answers after ?seconds=N (at most SLOW_MAX_SECONDS): asleep in
+    Python (in=app, the default: only uWSGI's harakiri ends it), or in a
+    query (in=database: PostgreSQL's statement timeout cancels it first)."""
+    try:
+        seconds = min(max(float(request.GET.get("seconds", "1")), 0.0), SLOW_MAX_SECONDS)
+    except ValueError:
+        return JsonResponse({"error": "seconds must be a number"}, status=400)
+    where = request.GET.get("in", "app")
+    if where == "database":
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pg_sleep(%s)", [seconds])
+    elif where == "app":
+        time.sleep(seconds)
+    else:
+        return JsonResponse({"error": "in must be app or database"}, status=400)
+    return JsonResponse({"slept": seconds, "in": where, "host": HOSTNAME})
