@@ -59,8 +59,8 @@ def plan(saltenv=STACK_ENV, pillarenv=None, test=True, data=False):
     facts = host_facts(releases, _formula_file(saltenv, "postgres", "osmajorreleasemap.yaml"))
     result = {"hosts": lib.site_plan(topology, apps, registry, facts), "changes": None}
     if test:
-        applied = _call(hosts, "state.apply", kwarg={"test": True, "saltenv": saltenv, "pillarenv": pillarenv},
-                        timeout=__opts__.get("timeout", 30))  # noqa: F821 - Salt's loader sets __opts__
+        # test=True: every state reports what it would do; nothing changes.
+        applied = _call(hosts, "state.apply", kwarg={"test": True, "saltenv": saltenv, "pillarenv": pillarenv})
         result["changes"] = {h: would_change(applied.get(h)) for h in hosts}
     if data:
         return result
