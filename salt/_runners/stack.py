@@ -64,7 +64,7 @@ def plan(saltenv=STACK_ENV, pillarenv=None, test=True, data=False):
         result["changes"] = {h: would_change(applied.get(h)) for h in hosts}
     if data:
         return result
-    return format_plan_report(lib.format_plan(result["hosts"]), result["changes"], saltenv, pillarenv)
+    return format_plan_report(lib.format_plan(result["hosts"]), result["changes"], saltenv, pillarenv, lib.plan.table)
 
 
 def status(saltenv=STACK_ENV, pillarenv=None, data=False):
@@ -73,7 +73,7 @@ def status(saltenv=STACK_ENV, pillarenv=None, data=False):
     view = _site_view(pillarenv)
     returns = collect(view, saltenv)
     rows = status_rows(view_summary(view), returns, datetime.datetime.now(datetime.timezone.utc))
-    return rows if data else format_status(rows)
+    return rows if data else format_status(rows, view["lib"].plan.table)
 
 
 def _site_view(pillarenv):
@@ -139,6 +139,7 @@ def collect(view, saltenv):
     paths = disk_paths(topology, _formula_file(saltenv, "nginx", "defaults.yaml")["nginx"]["media"]["root"],
                        _formula_file(saltenv, "pgbackrest", "defaults.yaml")["pgbackrest"]["repo_path"],
                        _formula_file(saltenv, "media_backup", "defaults.yaml")["media_backup"]["snapshot_root"])
+    returns["disk_paths"] = paths
     returns["disk"] = {h: _call([h], "status.diskusage", list(p)).get(h) for h, p in paths.items()}
     returns["backup"] = _call(holders["backup"], "cmd.run_all", [[
         "pgbackrest", f"--stanza={lib.adapters.BACKUP_STANZA}", "--output=json", "info"]],
@@ -181,7 +182,7 @@ def would_change(states):
     }
 
 
-def format_plan_report(plan_table, changes, saltenv, pillarenv):
+def format_plan_report(plan_table, changes, saltenv, pillarenv, table):
     lines = [plan_table]
     if changes is None:
         return plan_table
@@ -193,7 +194,7 @@ def format_plan_report(plan_table, changes, saltenv, pillarenv):
             continue
         rows.append((host, str(found["states"]), str(len(found["changes"])), str(len(found["failed"])),
                      ", ".join(found["changes"]) or "nothing"))
-    lines.append(_table(("HOST", "STATES", "WOULD CHANGE", "FAILED", "STATE IDS"), rows))
+    lines.append(table(("HOST", "STATES", "WOULD CHANGE", "FAILED", "STATE IDS"), rows))
     lines += [f"  ! {host}: {failure}" for host, found in changes.items() for failure in found["failed"]]
     return "\n".join(lines)
 
@@ -248,7 +249,7 @@ def status_rows(summary, returns, now):
     rows += uwsgi_rows(summary, returns.get("uwsgi") or {})
     rows += database_rows(summary, returns.get("database") or {}, returns.get("patroni"))
     rows += memcached_rows(summary, returns.get("memcached") or {})
-    rows += disk_rows(returns.get("disk") or {})
+    rows += disk_rows(returns.get("disk_paths") or {}, returns.get("disk") or {})
     rows += backup_rows(summary, returns.get("backup") or {}, now)
     return rows
 
@@ -396,13 +397,18 @@ def memcached_rows(summary, returns):
     return rows
 
 
-def disk_rows(returns, warn_at=0.85):
+def disk_rows(paths, returns, warn_at=0.85):
+    """A row per path asked of each host (status.diskusage leaves out a path
+    that does not exist)."""
     rows = []
-    for host, usage in returns.items():
-        if not isinstance(usage, dict) or not usage:
-            rows.append(_row("disk", host, "disk", "unknown", _text(usage)))
-            continue
-        for path, figures in sorted(usage.items()):
+    for host, wanted in paths.items():
+        usage = returns.get(host)
+        for path in wanted:
+            figures = usage.get(path) if isinstance(usage, dict) else None
+            if figures is None:
+                why = "no such path" if isinstance(usage, dict) else _text(usage)
+                rows.append(_row("disk", host, path, "unknown", why))
+                continue
             total, available = figures["total"], figures["available"]
             used = 1 - available / total if total else 0
             rows.append(_row("disk", host, path, "warn" if used >= warn_at else "ok",
@@ -449,14 +455,9 @@ def last_backup(answer):
             "wal": max((a.get("max") or "" for a in archives), default="")}
 
 
-def format_status(rows):
-    return _table(STATUS_COLUMNS, [(r["tier"], r["host"], r["what"], r["state"], r["detail"]) for r in rows])
-
-
-def _table(columns, rows):
-    widths = [max([len(c)] + [len(str(r[i])) for r in rows]) for i, c in enumerate(columns)]
-    return "\n".join("  ".join(str(cell).ljust(w) for cell, w in zip(line, widths)).rstrip()
-                     for line in [columns, *rows])
+def format_status(rows, table):
+    """``table``: the plan's text table (stackpillar.plan.table)."""
+    return table(STATUS_COLUMNS, [(r["tier"], r["host"], r["what"], r["state"], r["detail"]) for r in rows])
 
 
 def _text(value):

@@ -290,11 +290,14 @@ def test_disk_use_per_path_warns_when_nearly_full():
     assert paths == {"db1": ["/var/lib/postgresql"],
                      "media1": ["/srv/media", "/var/lib/pgbackrest", "/var/lib/media-backups"]}
     gib = 1024 ** 3
-    rows = runner.disk_rows({"db1": {"/var/lib/postgresql": {"total": 10 * gib, "available": 1 * gib}},
-                             "media1": {}})
+    rows = runner.disk_rows({"db1": paths["db1"], "media1": paths["media1"][:2], "app1": ["/x"]}, {
+        "db1": {"/var/lib/postgresql": {"total": 10 * gib, "available": 1 * gib}},
+        "media1": {"/srv/media": {"total": 10 * gib, "available": 9 * gib}}})
     assert [(r["host"], r["what"], r["state"], r["detail"]) for r in rows] == [
         ("db1", "/var/lib/postgresql", "warn", "90 % used, 1.0 GiB free of 10.0 GiB"),
-        ("media1", "disk", "unknown", "{}")]
+        ("media1", "/srv/media", "ok", "10 % used, 9.0 GiB free of 10.0 GiB"),
+        ("media1", "/var/lib/pgbackrest", "unknown", "no such path"),
+        ("app1", "/x", "unknown", "no answer")]
 
 
 def test_the_last_backup_is_the_newest_one():
