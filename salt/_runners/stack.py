@@ -37,7 +37,7 @@ PATRONI_CLUSTER = "/usr/local/sbin/patroni-cluster"
 # djangostack's contract: the load balancers' health check (djangostack/README.md).
 HEALTH_PATH = "/healthz"
 STATUS_COLUMNS = ("TIER", "HOST", "WHAT", "STATE", "DETAIL")
-# Asked of the leader: one JSON document, the same query on plain and Patroni members.
+# Asked of every member, plain or Patroni: one JSON document (the leader lists its replicas).
 DATABASE_QUERY = """SELECT json_build_object(
   'in_recovery', pg_is_in_recovery(),
   'replicas', (SELECT coalesce(json_agg(json_build_object(
