@@ -27,6 +27,8 @@ examples:
   ./lab salt '*' test.ping      the salt CLI on the master
   ./lab exec app1 systemctl status uwsgi-emperor
   ./lab bench --only static django   benchmark rows of the deployed lab (README: Benchmarks)
+  ./lab plan                    salt-run stack.plan: who runs what and talks to whom, what would change
+  ./lab status --stack          the lab's containers, then salt-run stack.status (every tier's health)
   ./lab status; ./lab down
   ./lab vagrant-image           the docker provider's image for the Vagrantfile (LAYOUT=... vagrant up)
   ./lab vm-setup                this machine ready for real VMs (libvirt); prints the environment for
@@ -60,6 +62,13 @@ def _current(args, progress: Progress) -> Lab:
     return Lab(layout, release=running.get("release") or None, progress=progress)
 
 
+def _stack_runner(lab: Lab, fun: str, *args: str) -> int:
+    """One of the stack's runners (salt/_runners/stack.py) on the lab's
+    master, as an operator runs it on a real one."""
+    return subprocess.call(["docker", "exec", lab.container("master"), "salt-run", fun,
+                            f"saltenv={STACK_ENV}", f"pillarenv={STACK_ENV}", *args])
+
+
 def _interactive_flags() -> list[str]:
     flags = ["-i"] if not sys.stdin.closed and sys.stdin.isatty() else []
     if flags and sys.stdout.isatty():
@@ -88,6 +97,11 @@ def main(argv: list[str] | None = None) -> int:
 
     p = sub.add_parser("status", help="containers, addresses, roles, systemd state, site URL")
     p.add_argument("layout_arg", nargs="?", metavar="LAYOUT")
+    p.add_argument("--stack", action="store_true", help="then every tier's health: salt-run stack.status")
+
+    p = sub.add_parser("plan", help="salt-run stack.plan on the master: hosts, roles, services, peers and "
+                       "ports, then what a state.apply test=True would change per host")
+    p.add_argument("--no-test", action="store_true", help="the table from pillar only (test=False)")
 
     p = sub.add_parser("apply", help="the full ordered deploy: salt-run state.orchestrate "
                        f"orchestrate.deploy saltenv={STACK_ENV} pillarenv={STACK_ENV}")
@@ -176,7 +190,10 @@ def _run(args, progress: Progress) -> int:
         return 0
     if verb == "status":
         docker.available()
-        print(format_status(layout_status(args.layout_arg or args.layout)))
+        print(format_status(layout_status(args.layout_arg or args.layout)), flush=True)
+        if args.stack:
+            args.layout = args.layout_arg or args.layout
+            return _stack_runner(_current(args, progress), "stack.status")
         return 0
     if verb in ("images", "wheelhouse"):
         s = Settings.from_env()
@@ -225,6 +242,8 @@ def _run(args, progress: Progress) -> int:
         if lab.url:
             print(f"site: {lab.url}", file=sys.stderr)
         return 0 if res.ok else 1
+    if verb == "plan":
+        return _stack_runner(lab, "stack.plan", *(["test=False"] if args.no_test else []))
     if verb == "highstate":
         lab.highstate()
         return 0

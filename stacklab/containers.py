@@ -55,17 +55,25 @@ pillar_safe_render_error: false
 """
 
 
+# The environment salt/masterless.conf serves the stack from.
+STACK_FILE_ENV = "stack"
+
+
 def master_conf(repo: Path, base_roots: Sequence[str] = ("/srv/lab-base",)) -> str:
     """A master's configuration for the stack: its roots as salt/masterless.conf
     names them (its own environment, `stack`, so a site's own base top file
-    and its other minions are left alone), ``base_roots`` as `base` (the
+    and its other minions are left alone), the stack's runners
+    (salt/_runners), ``base_roots`` as `base` (the
     lab's stand-in for a site's own states; none on the Vagrantfile's
     master), and MASTER_SETTINGS. Roots are read-only mounts of the repo:
     an edit there is live at the next apply."""
     stack = yaml.safe_load((repo / "salt" / "masterless.conf").read_text())
     base = {"base": list(base_roots)} if base_roots else {}
     roots = {"file_roots": {**base, **stack["file_roots"]},
-             "pillar_roots": stack["pillar_roots"]}
+             "pillar_roots": stack["pillar_roots"],
+             # salt-run stack.plan / stack.status, from the checkout itself
+             # (as README's master configuration has it).
+             "runner_dirs": [f"{stack['file_roots'][STACK_FILE_ENV][0]}/_runners"]}
     return ("# Written by stacklab (containers.master_conf).\n"
             + yaml.safe_dump(roots, default_flow_style=None, sort_keys=False) + MASTER_SETTINGS)
 

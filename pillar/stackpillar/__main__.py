@@ -1,6 +1,7 @@
 """python3 -m stackpillar check TOPOLOGY_FILE [--json]
 python3 -m stackpillar pillar SITE_DIR MINION_ID
 python3 -m stackpillar minion-config TOPOLOGY_FILE MINION_ID
+python3 -m stackpillar plan SITE_DIR [--json]
 
 check: checks a topology file against the registry (the same check the pillar
 runs) and prints it normalised: a summary, or JSON for other tools (the
@@ -14,7 +15,12 @@ it on a master, for salt-call --local or a look without one.
 minion-config: prints the minion configuration a topology host gets from
 topology:salt_master (/etc/salt/minion.d/django-stack.conf, formula
 salt_minion): what a new host needs, with its pre-seeded key, to join by
-booting. Exit 2 when the topology names no master or not that host."""
+booting. Exit 2 when the topology names no master or not that host.
+
+plan: prints, from topology.sls and apps.sls in SITE_DIR alone (no
+secrets, no master), each host's roles, address, expected services, who
+reaches it on which port and the peers it talks to (`salt-run stack.plan`
+adds what a state.apply would change on each host)."""
 import argparse
 import json
 import sys
@@ -22,6 +28,8 @@ import sys
 import yaml
 
 from . import TopologyError, minion_config, build_pillar, check_topology, load_registry, load_site, topology_warnings
+from .build import checked_site
+from .plan import format_plan, site_plan
 
 
 def main(argv=None):
@@ -36,8 +44,22 @@ def main(argv=None):
     joining = sub.add_parser("minion-config", help="print a host's minion configuration")
     joining.add_argument("file")
     joining.add_argument("minion_id")
+    plan = sub.add_parser("plan", help="print who runs what and talks to whom, from a site directory")
+    plan.add_argument("site")
+    plan.add_argument("--json", action="store_true", help="print the plan as JSON")
     args = parser.parse_args(argv)
     registry = load_registry()
+    if args.verb == "plan":
+        try:
+            topology, apps = checked_site(load_site([args.site], ("topology.sls", "apps.sls")), registry)
+        except TopologyError as exc:
+            print(f"{args.site}: {exc}", file=sys.stderr)
+            return 2
+        for warning in topology_warnings(topology, registry):
+            print(f"{args.site}: warning: {warning}", file=sys.stderr)
+        data = site_plan(topology, apps, registry)
+        print(json.dumps(data, indent=2) if args.json else format_plan(data))
+        return 0
     if args.verb == "pillar":
         try:
             data = build_pillar(args.minion_id, load_site([args.site]), registry)

@@ -49,12 +49,13 @@ TLS_KEYS = ("source", "directory", "email", "ca_certificate", "hsts_seconds")
 HSTS_SECONDS = 31536000
 
 
-def load_site(roots):
-    """{'topology': ..., 'apps': ..., 'secrets': ...} from the first of
-    ``roots`` (pillar roots, in order) holding each file. The files are plain
-    YAML: they are data, read here and never sent to a minion whole."""
+def load_site(roots, files=SITE_FILES):
+    """{'topology': ..., 'apps': ..., 'secrets': ...} (or the ``files``
+    given) from the first of ``roots`` (pillar roots, in order) holding each
+    file. The files are plain YAML: they are data, read here and never sent
+    to a minion whole."""
     site = {}
-    for name in SITE_FILES:
+    for name in files:
         path = next((os.path.join(r, name) for r in roots if os.path.isfile(os.path.join(r, name))), None)
         if path is None:
             raise TopologyError(name[:-4], f"no {name} in the pillar roots ({', '.join(roots)}); "
