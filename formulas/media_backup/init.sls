@@ -8,6 +8,9 @@
 media-backup-package-installed:
   pkg.installed:
     - name: {{ b.package }}
+    # Its recommends bring cron and a mail server (exim4, which fails
+    # without IPv6); the snapshots run from systemd timers, over rsync://.
+    - install_recommends: False
 
 media-backup-snapshot-root:
   file.directory:
