@@ -59,17 +59,21 @@ pillar_safe_render_error: false
 STACK_FILE_ENV = "stack"
 
 
-def master_conf(repo: Path, base_roots: Sequence[str] = ("/srv/lab-base",)) -> str:
+def master_conf(repo: Path, base_roots: Sequence[str] = ("/srv/lab-base",), lab_files: bool = True) -> str:
     """A master's configuration for the stack: its roots as salt/masterless.conf
     names them (its own environment, `stack`, so a site's own base top file
     and its other minions are left alone), the stack's runners
     (salt/_runners), ``base_roots`` as `base` (the
     lab's stand-in for a site's own states; none on the Vagrantfile's
-    master), and MASTER_SETTINGS. Roots are read-only mounts of the repo:
-    an edit there is live at the next apply."""
+    master), with ``lab_files`` the site dir's SITE_STATE_DIR first among
+    the stack's roots (the lab's tests only), and MASTER_SETTINGS. Roots are
+    read-only mounts of the repo: an edit there is live at the next apply."""
     stack = yaml.safe_load((repo / "salt" / "masterless.conf").read_text())
     base = {"base": list(base_roots)} if base_roots else {}
-    roots = {"file_roots": {**base, **stack["file_roots"]},
+    file_roots = dict(stack["file_roots"])
+    if lab_files:
+        file_roots[STACK_FILE_ENV] = [f"{SITE_MOUNT}/{site.SITE_STATE_DIR}", *file_roots[STACK_FILE_ENV]]
+    roots = {"file_roots": {**base, **file_roots},
              "pillar_roots": stack["pillar_roots"],
              # salt-run stack.plan / stack.status, from the checkout itself
              # (as README's master configuration has it).

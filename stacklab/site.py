@@ -31,6 +31,9 @@ WHEELHOUSE_MOUNT = "/srv/stacklab/wheelhouse"
 # finds this repository and the site pillar root.
 REPO_MOUNT = "/srv/django-stack"
 SITE_MOUNT = "/srv/site"
+# Lab only, first of the lab master's stack file roots: files a test lays
+# over the stack's own there (an app's next release: a rolling deploy).
+SITE_STATE_DIR = "salt"
 LAB_BASE = Path(__file__).resolve().parent / "lab-base"
 # The state ids the lab-base tree gives the outsider minion, and nothing else.
 OUTSIDER_STATE_IDS = ["outsider-was-here"]

@@ -92,7 +92,7 @@ def prepare(layout: str, state_dir: Path, *, settings=None, progress: Progress |
     hosts = list(topology.hosts)
     keys = site.minion_keys(root / "pki", hosts)
     bundle = root / "master"
-    site.write_atomic(bundle / "django-stack.conf", master_conf(settings.repo, base_roots=()), 0o644)
+    site.write_atomic(bundle / "django-stack.conf", master_conf(settings.repo, base_roots=(), lab_files=False), 0o644)
     pubs = bundle / "minions"
     pubs.mkdir(parents=True, exist_ok=True)
     for stale in set(p.name for p in pubs.iterdir()) - set(hosts):

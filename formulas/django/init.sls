@@ -10,7 +10,8 @@
       djangostack  the integration package, built into the venv
       env_file     <env_dir>/<name>.env: settings and secrets
       static       collectstatic into <root>/static
-      leader       on the leader only: migrate, publish static files
+      leader       on the leader only: migrate, publish static files;
+                   on the others: refuse new code the leader has not migrated
       vassal       the uWSGI vassal (uwsgi's vassal macro); code, packages
                    or settings changes reload it, the emperor never restarts
 
@@ -24,7 +25,7 @@
 {%- from "django/steps/djangostack.jinja" import djangostack with context %}
 {%- from "django/steps/env_file.jinja" import env_file with context %}
 {%- from "django/steps/static.jinja" import static with context %}
-{%- from "django/steps/leader.jinja" import leader with context %}
+{%- from "django/steps/leader.jinja" import leader, follower with context %}
 {%- from "django/steps/vassal.jinja" import vassal with context %}
 
 include:
@@ -64,6 +65,8 @@ django-env-dir:
 {{ static(app) }}
 {%-   if app.leader %}
 {{ leader(app) }}
+{%-   else %}
+{{ follower(app) }}
 {%-   endif %}
 {{ vassal(app) }}
 {%- endfor %}

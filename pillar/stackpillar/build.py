@@ -79,8 +79,9 @@ def deploy_plan(site, registry):
     """The ordered deploy: (every minion id, [(step, [SLS], [minion ids])]),
     each step's hosts done before the next starts; the SLS are the role's
     states as the site's topology has them (its registry variants). A role
-    marked leader_first runs on its first host alone first; roles without
-    hosts have no step. Every host's pillar is built first, as its minion
+    marked leader_first runs on its first host alone first; a rolling role's
+    other hosts follow in batches of topology:rolling_batch (steps
+    <role>-batch-N); roles without hosts have no step. Every host's pillar is built first, as its minion
     will build it, so whatever would fail a host's pillar (a secret
     missing, a placeholder or weak) stops the deploy before its first step,
     naming the key and the host: the first in topology order."""
@@ -96,7 +97,13 @@ def deploy_plan(site, registry):
         entry = registry["roles"][role]
         if entry["deploy"].get("leader_first"):
             steps.append((f"{role}-leader", entry["states"], holders[:1]))
-        steps.append((role, entry["states"], holders))
+        if not entry["deploy"].get("rolling"):
+            steps.append((role, entry["states"], holders))
+            continue
+        rest = holders[1:] if entry["deploy"].get("leader_first") else holders
+        size = topology["rolling_batch"]
+        for number, first in enumerate(range(0, len(rest), size), start=1):
+            steps.append((f"{role}-batch-{number}", entry["states"], rest[first:first + size]))
     return list(topology["hosts"]), steps
 
 

@@ -14,7 +14,10 @@ from .registry import effective_role, present_roles, resolve_registry
 _LABEL = r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?"
 MINION_ID = re.compile(rf"^{_LABEL}(?:\.{_LABEL})*$")
 HOST_KEYS = ("address", "roles", "options")
-TOPOLOGY_KEYS = ("network", "hosts", "admin_networks", "salt_master")
+TOPOLOGY_KEYS = ("network", "hosts", "admin_networks", "salt_master", "rolling_batch")
+# Hosts of a rolling role (registry deploy:rolling) the ordered deploy
+# applies at once, after the leader.
+ROLLING_BATCH = 1
 SIZE = re.compile(r"^[0-9]+[kmg]?$", re.I)
 
 
@@ -56,6 +59,7 @@ def check_topology(data, registry):
         result["admin_networks"] = _admin_networks(topology["admin_networks"])
     if "salt_master" in topology:
         result["salt_master"] = _salt_master(topology["salt_master"], checked)
+    result["rolling_batch"] = _rolling_batch(topology.get("rolling_batch", ROLLING_BATCH))
     _counts(result, registry)
     _same_on_every_host(result, roles)
     _ports_distinct(result, resolve_registry(registry, result))
@@ -110,6 +114,13 @@ def _admin_networks(value):
         return [str(ipaddress.ip_network(str(v), strict=True)) for v in value]
     except ValueError as exc:
         raise TopologyError(key, f"{exc} (a network in CIDR form, host bits zero)") from None
+
+
+def _rolling_batch(value):
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise TopologyError("topology:rolling_batch", "must be a whole number of hosts, 1 or more: how many "
+                            f"app hosts a deploy reloads at once after the leader (got {value!r})")
+    return value
 
 
 def _salt_master(value, hosts):

@@ -120,7 +120,7 @@ def collect(view, saltenv):
     registry = lib.resolve_registry(view["registry"], topology)
     holders = {role: lib.hosts_with(topology, role) for role in registry["roles"]}
     everyone = list(topology["hosts"])
-    # This module's probes (salt/_modules) on every host, as of this checkout.
+    # The stackstatus probes (formulas/_modules) on every host, as of this checkout.
     _call(everyone, "saltutil.sync_modules", kwarg={"saltenv": saltenv})
     returns = {"answered": set(_call(everyone, "test.ping"))}
     if holders["loadbalancer"]:

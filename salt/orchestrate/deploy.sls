@@ -38,8 +38,12 @@ def run():
     envs = {"saltenv": saltenv, "pillarenv": pillarenv}
     plan = {
         "refresh-pillar": {"salt.function": _on(everyone, name="saltutil.refresh_pillar", **envs)},
+        # The stack's own modules (formulas/_modules, _states): a highstate
+        # syncs them, state.sls does not.
+        "sync-modules": {"salt.function": _on(everyone, name="saltutil.sync_all", kwarg={"saltenv": saltenv},
+                                               require=[{"salt": "refresh-pillar"}])},
         "update-mine": {"salt.function": _on(everyone, name="mine.update",
-                                              require=[{"salt": "refresh-pillar"}])},
+                                              require=[{"salt": "sync-modules"}])},
         # Every host first proves it matches the topology; nothing changes if one does not.
         "host-check": {"salt.state": _on(everyone, sls="stack.host", failhard=True,
                                          require=[{"salt": "update-mine"}], **envs)},

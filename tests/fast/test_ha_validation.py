@@ -170,3 +170,21 @@ def test_the_ordered_deploy_reads_states_from_the_sites_registry():
     assert steps[:3] == [("dcs", ["etcd"], ["db1"]),
                          ("database-leader", members, ["db1"]),
                          ("database", members, ["db1"])]
+
+
+def test_app_hosts_after_the_leader_follow_in_batches_of_rolling_batch():
+    """One host at a time by default; topology:rolling_batch hosts at once."""
+    topology = load_layout("scaled")
+    site = {"topology": {"topology": topology}, "apps": yaml.safe_load(EXAMPLE_APPS.read_text()),
+            "secrets": ha_secrets()}
+    app_hosts = [h for h, spec in topology["hosts"].items() if "app" in spec["roles"]]
+    assert len(app_hosts) == 3
+
+    def app_steps():
+        _hosts, steps = stackpillar.deploy_plan(site, REGISTRY)
+        return [(name, hosts) for name, _states, hosts in steps if name.startswith("app")]
+
+    assert app_steps() == [("app-leader", app_hosts[:1]), ("app-batch-1", app_hosts[1:2]),
+                           ("app-batch-2", app_hosts[2:])]
+    topology["rolling_batch"] = 2
+    assert app_steps() == [("app-leader", app_hosts[:1]), ("app-batch-1", app_hosts[1:])]

@@ -1,6 +1,6 @@
 """The operations views (issue 11): the plan from the site data alone, and
 the runner's reading of what hosts answer (canned Salt returns), and the
-probes of salt/_modules/stackstatus.py against local stand-ins."""
+probes of formulas/_modules/stackstatus.py against local stand-ins."""
 import datetime
 import importlib.util
 import json
@@ -33,7 +33,7 @@ def load(path, name):
 
 
 runner = load("salt/_runners/stack.py", "stack_runner")
-probes = load("salt/_modules/stackstatus.py", "stackstatus")
+probes = load("formulas/_modules/stackstatus.py", "stackstatus")
 
 
 def site_dir(tmp_path, layout, secrets=True):
@@ -456,3 +456,69 @@ def test_uwsgi_stats_come_from_each_vassals_socket(tmp_path):
     assert result["demo"] == {"stats": '{"workers": []}'}
     assert "No such file" in result["stopped"]["error"]
     assert os.path.exists(path)
+
+
+# -- The rolling deploy's wait (formulas/_states/uwsgi_vassal.py) --------------
+
+vassal_state = load("formulas/_states/uwsgi_vassal.py", "uwsgi_vassal")
+
+
+def serve_forever(server, answers, read=True):
+    """Answers each connection with the next of ``answers`` (the last one
+    repeated) until the server socket is closed."""
+    def run():
+        count = 0
+        while True:
+            try:
+                conn, _ = server.accept()
+            except OSError:
+                return
+            with conn:
+                if read:
+                    conn.recv(65536)
+                conn.sendall(answers[min(count, len(answers) - 1)])
+                count += 1
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    return thread
+
+
+def test_a_reloaded_vassal_serves_once_new_workers_answer_its_health_check(tmp_path):
+    """Workers spawned before the ini changed, then new ones; the health
+    check first 503 then 200: the state waits for both, and changes nothing."""
+    stats_dir = tmp_path / "stats"
+    (stats_dir / "demo").mkdir(parents=True)
+    ini = tmp_path / "demo.ini"
+    ini.write_text("[uwsgi]\n")
+    changed_at = int(ini.stat().st_mtime)
+    path = str(stats_dir / "demo" / "stats.sock")
+    if len(path) > 100:
+        pytest.skip("temporary path too long for a unix socket")
+    old = json.dumps({"workers": [{"id": 1, "last_spawn": changed_at - 60}, {"id": 2, "last_spawn": changed_at}]})
+    new = json.dumps({"workers": [{"id": 1, "last_spawn": changed_at}, {"id": 2, "last_spawn": changed_at + 1}]})
+    vassal_state.__opts__ = {"test": False}
+    vassal_state.__salt__ = {"stackstatus.uwsgi_stats": probes.uwsgi_stats,
+                             "stackstatus.probe_upstreams": probes.probe_upstreams}
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as stats, \
+            socket.create_server(("127.0.0.1", 0)) as app:
+        stats.bind(path)
+        stats.listen()
+        serve_forever(stats, [old.encode(), old.encode(), new.encode()], read=False)
+        serve_forever(app, [b"HTTP/1.1 503 Service Unavailable\r\n\r\n", b"HTTP/1.1 200 OK\r\n\r\n"])
+        ret = vassal_state.serving("demo", str(ini), str(stats_dir), f"127.0.0.1:{app.getsockname()[1]}",
+                                   path="/healthz", host="www.example.com", timeout=20)
+    assert ret["result"] is True and ret["changes"] == {}, ret
+    assert "answered 200 to GET /healthz" in ret["comment"]
+
+
+def test_a_vassal_that_never_serves_fails_the_run_saying_what_it_saw(tmp_path):
+    ini = tmp_path / "demo.ini"
+    ini.write_text("[uwsgi]\n")
+    vassal_state.__opts__ = {"test": False}
+    vassal_state.__salt__ = {"stackstatus.uwsgi_stats": probes.uwsgi_stats,
+                             "stackstatus.probe_upstreams": probes.probe_upstreams}
+    ret = vassal_state.serving("demo", str(ini), str(tmp_path / "stats"), "127.0.0.1:9", timeout=1)
+    assert ret["result"] is False
+    assert "vassal demo not serving after 1 s: stats:" in ret["comment"] and "No such file" in ret["comment"]
+    vassal_state.__opts__ = {"test": True}
+    assert vassal_state.serving("demo", str(ini), str(tmp_path), "127.0.0.1:9")["result"] is None

@@ -20,15 +20,19 @@ def expected_steps(topology):
     topology (its variants) says."""
     registry = resolve_registry(REGISTRY, topology)
     everyone = list(topology["hosts"])
-    steps = [("refresh-pillar", None, everyone), ("update-mine", None, everyone),
+    steps = [("refresh-pillar", None, everyone), ("sync-modules", None, everyone), ("update-mine", None, everyone),
              ("host-check", "stack.host", everyone), ("firewall", "firewall", everyone)]
     for role in sorted(registry["roles"], key=lambda r: registry["roles"][r]["deploy"]["step"]):
         holders = hosts_with(topology, role)
         states = registry["roles"][role]["states"]
-        if holders and registry["roles"][role]["deploy"].get("leader_first"):
+        deploy = registry["roles"][role]["deploy"]
+        if holders and deploy.get("leader_first"):
             steps.append((f"{role}-leader", states, holders[:1]))
-        if holders:
+        if holders and not deploy.get("rolling"):
             steps.append((role, states, holders))
+        elif holders:
+            # After the leader, one host at a time (rolling_batch 1, the default).
+            steps += [(f"{role}-batch-{n}", states, [host]) for n, host in enumerate(holders[1:], start=1)]
     return steps + [("retire-moved-roles", "stack.retire", everyone), ("minion-config", "salt_minion", everyone)]
 
 
@@ -50,7 +54,7 @@ def test_orchestrate_follows_the_registry(master, layout):
     names = [name for name, _, _ in expected]
     for before, after in zip(names, names[1:]):
         assert {"salt": before} in step_args(steps[after])["require"], (before, after)
-        if after not in ("update-mine", "retire-moved-roles", "minion-config"):
+        if after not in ("sync-modules", "update-mine", "retire-moved-roles", "minion-config"):
             assert step_args(steps[after]).get("failhard") is True, after
 
 

@@ -50,6 +50,9 @@ CASES = {
     "options for a role not held": (
         lambda t: t["hosts"]["app1"].update(options={"cache": {"memory_mb": 1}}),
         ["topology:hosts:app1:options:cache"]),
+    "a rolling batch of no hosts": (
+        lambda t: t.update(rolling_batch=0),
+        ["topology:rolling_batch", "1 or more"]),
     "network not CIDR": (
         lambda t: t.update(network="10.77.0.0"),
         ["topology:network"]),

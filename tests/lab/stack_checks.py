@@ -446,6 +446,36 @@ def vassal_workers(lab, host):
     return processes * (int(threads.group(1)) if threads else 1)
 
 
+VASSAL_SPAWNS = """
+import json, socket, sys
+conn = socket.socket(socket.AF_UNIX)
+conn.connect(sys.argv[1])
+data = b""
+while chunk := conn.recv(65536):
+    data += chunk
+print(json.dumps([w["last_spawn"] for w in json.loads(data)["workers"]]))
+"""
+
+
+def vassal_spawn_times(lab, host, vassal="demo"):
+    """When each worker of the vassal was spawned (epoch seconds), from its
+    stats socket (formula uwsgi: <stats_dir>/<vassal>/stats.sock)."""
+    stats_dir = formula_defaults("uwsgi")["stats_dir"]
+    out = lab.exec(host, ["python3", "-c", VASSAL_SPAWNS, f"{stats_dir}/{vassal}/stats.sock"], check=True).stdout
+    return json.loads(out)
+
+
+def longest_gaps(answered, hosts, start, end):
+    """{host: the longest time (s) within [start, end] in which ``answered``
+    ([(elapsed, host)]) has no answer from it}: how long the load balancer
+    sent it nothing that came back."""
+    gaps = {}
+    for host in hosts:
+        times = [start] + [at for at, who in answered if who == host and start <= at <= end] + [end]
+        gaps[host] = max(b - a for a, b in zip(times, times[1:]))
+    return gaps
+
+
 def sustained_load(lab, topology, seconds, say=print, connections=32):
     """wrk against /healthz (a database query and a cache round trip per request)
     through the first load balancer, bounded by `seconds`."""

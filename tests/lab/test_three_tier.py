@@ -14,6 +14,7 @@ import yaml
 import stack_checks as checks
 import stackpillar
 from stackpillar import connections, timeouts
+from stacklab import site
 from stacklab.saltctl import STACK_ENV
 from tests.layouts import REPO
 
@@ -277,6 +278,53 @@ class TestThreeTier(checks.LayoutSuite):
             assert status == 502 and limits["harakiri"] - 1 <= seconds < limits["lb_read"] + 5, slow
         assert reads.sent > 50 and reads.failures == [], reads.failures[:10]
         assert set(after) == set(app_hosts), after
+
+    def test_a_code_change_rolls_out_one_app_host_at_a_time_without_a_failed_request(self, lab, topology, say):
+        """A new module in the demo app's source (laid over salt://demo in
+        the lab's own file root), deployed in order while reads of /healthz
+        and writes and reads of the demo page go through the load balancer:
+        0 failed, 0 non-2xx; the leader reloads first and each other app host
+        only after the one before serves again; every app host then runs
+        workers of the new code. Then the module goes again the same way."""
+        lb = lab.address(checks.hosts_with(topology, "loadbalancer")[0])
+        app_hosts = checks.hosts_with(topology, "app")
+        module = lab.site_dir / site.SITE_STATE_DIR / "demo" / "visits" / "release.py"
+        try:
+            self._roll_out_twice(lab, lb, app_hosts, module, say)
+        finally:
+            module.unlink(missing_ok=True)
+
+    def _roll_out_twice(self, lab, lb, app_hosts, module, say):
+        for change in ("added", "removed"):
+            if change == "added":
+                module.parent.mkdir(parents=True, exist_ok=True)
+                module.write_text(f"RELEASE = {time.time()!r}  # written by {__name__}\n")
+            else:
+                module.unlink()
+            changed_at = time.time()
+            with HostReads(lb) as reads, checks.Traffic(lb) as traffic:
+                time.sleep(2)
+                started = reads.elapsed()
+                deploy = lab.run_orchestrate()
+                ended = reads.elapsed()
+                time.sleep(2)
+            spawned = {h: checks.vassal_spawn_times(lab, h) for h in app_hosts}
+            gaps = checks.longest_gaps(reads.answered, app_hosts, started, ended)
+            say(f"code change ({change}) under load: deploy changed {deploy.changed}; /healthz reads sent "
+                f"{reads.sent}, failed {len(reads.failures)} {reads.failures[:5]}; page writes and reads sent "
+                f"{traffic.sent}, failed {traffic.failed} {traffic.failures[:5]}; longest time out of rotation "
+                f"{ {h: round(g, 1) for h, g in gaps.items()} } s")
+            assert reads.failures == [] and traffic.failed == 0
+            assert reads.sent > 20 and traffic.sent > 20
+            for host in app_hosts:
+                present = lab.exec(host, ["test", "-e", "/srv/apps/demo/src/visits/release.py"]).returncode == 0
+                assert present == (change == "added"), host
+                assert min(spawned[host]) >= int(changed_at), (host, spawned[host], changed_at)
+            # One host at a time, in topology order (the leader first).
+            for before, after in zip(app_hosts, app_hosts[1:]):
+                assert max(spawned[before]) <= min(spawned[after]), spawned
+            assert all(deploy.changed.get(h, 0) > 0 for h in app_hosts), deploy.changed
+        assert lab.highstate() == {host: 0 for host in lab.hosts}
 
     def test_a_query_slower_than_the_statement_timeout_is_cancelled_by_the_database(self, lab, topology, say):
         """The database cancels the query before harakiri would kill the

@@ -1,9 +1,10 @@
 """Probes the stack's status view (salt/_runners/stack.py) asks a host for,
-where Salt 3008's core has no module (its uwsgi and memcached modules moved
-out of core): uWSGI's stats sockets, memcached's `stats`, and a load
-balancer's upstreams asked exactly what nginx asks them. Each returns what
-the service said, raw; the runner reads it. Synced to the hosts by the
-runner (saltutil.sync_modules saltenv=stack)."""
+and the uwsgi_vassal state (formulas/_states) waits on, where Salt 3008's
+core has no module (its uwsgi and memcached modules moved out of core):
+uWSGI's stats sockets, memcached's `stats`, and upstreams asked exactly what
+the load balancer's nginx asks them. Each returns what the service said,
+raw. Synced to the hosts by a state run and by the runner
+(saltutil.sync_modules saltenv=stack)."""
 import glob
 import os
 import socket
