@@ -242,6 +242,15 @@ def sql(lab, topology, query):
     return sql_on(lab, leader(lab, topology), query)
 
 
+def missing_visits(lab, topology, ids):
+    """Of the acknowledged visit rows ``ids``, the ones the database lacks."""
+    if not ids:
+        return []
+    found = sql(lab, topology, "SELECT id FROM visits_visit WHERE id = ANY(ARRAY["
+                + ",".join(map(str, ids)) + "]::bigint[])").split()
+    return sorted(set(ids) - {int(i) for i in found})
+
+
 def check_site(lab, topology):
     """Through every load balancer: page, row read back, cache hit, static from media, upload."""
     media_hosts = set(hosts_with(topology, "media"))

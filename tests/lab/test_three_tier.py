@@ -14,7 +14,7 @@ import yaml
 import stack_checks as checks
 import stackpillar
 from stackpillar import connections, timeouts
-from stacklab import site
+from stacklab import containers, site
 from stacklab.saltctl import STACK_ENV
 from tests.layouts import REPO
 
@@ -325,6 +325,89 @@ class TestThreeTier(checks.LayoutSuite):
                 assert max(spawned[before]) <= min(spawned[after]), spawned
             assert all(deploy.changed.get(h, 0) > 0 for h in app_hosts), deploy.changed
         assert lab.highstate() == {host: 0 for host in lab.hosts}
+
+    def drill(self, lab, topology, say, name, fault, recover):
+        """``fault`` then ``recover`` while /healthz reads and demo page
+        writes and reads go through the load balancer; prints the counts and
+        returns both loads. Every app host answers reads again afterwards."""
+        lb = lab.address(checks.hosts_with(topology, "loadbalancer")[0])
+        with HostReads(lb) as reads, checks.Traffic(lb) as traffic:
+            time.sleep(2)
+            fault()
+            time.sleep(5)
+            recover()
+            checks.wait_healthy(lab, topology, timeout=120)
+            recovered = reads.elapsed()
+            time.sleep(5)
+        back = collections.Counter(host for at, host in reads.answered if at > recovered)
+        writes = [f for f in traffic.failures if f[1] == "write"]
+        say(f"drill {name}: /healthz reads sent {reads.sent}, failed {len(reads.failures)} {reads.failures[:5]}; "
+            f"page writes and reads sent {traffic.sent}, failed {traffic.failed} (writes {len(writes)}) "
+            f"{traffic.failures[:5]}; lost 0 of {len(traffic.acked)} acknowledged writes: "
+            f"{checks.missing_visits(lab, topology, traffic.acked)}; answered per app host after {dict(back)}")
+        assert checks.missing_visits(lab, topology, traffic.acked) == []
+        assert set(back) == set(checks.hosts_with(topology, "app")), back
+        return reads, traffic
+
+    def test_drill_uwsgi_killed_on_one_app_host(self, lab, topology, say):
+        """systemd brings the emperor back (Restart=always). A read in flight
+        is retried on the other app host; a write in flight when its worker
+        died is never resent (nginx does not repeat a POST): at most one
+        write fails, reported as such."""
+        app = checks.hosts_with(topology, "app")[-1]
+        reads, traffic = self.drill(lab, topology, say, f"uwsgi killed on {app}",
+                                    lambda: lab.exec(app, "systemctl kill -s KILL uwsgi-emperor", check=True),
+                                    # systemd's own restart, not ours: wait for it.
+                                    lambda: lab.exec(app, "for i in $(seq 60); do systemctl is-active -q "
+                                                          "uwsgi-emperor && exit 0; sleep 1; done; exit 1",
+                                                     check=True))
+        assert reads.failures == []
+        assert all(kind == "write" for _, kind, _ in traffic.failures) and traffic.failed <= 1, traffic.failures
+
+    def test_drill_an_app_host_powered_off(self, lab, topology, say):
+        """docker kill (a power cut), then start: its minion's own highstate
+        at boot; meanwhile the load balancer's connects to it time out and go
+        to the other app host."""
+        app = checks.hosts_with(topology, "app")[-1]
+        reads, traffic = self.drill(lab, topology, say, f"{app} powered off",
+                                    lambda: lab.kill(app), lambda: lab.start(app))
+        assert reads.failures == []
+        assert all(kind == "write" for _, kind, _ in traffic.failures) and traffic.failed <= 1, traffic.failures
+
+    def test_drill_memcached_stopped(self, lab, topology, say):
+        """The site answers with cache misses only (sessions fall back to the
+        database); /healthz says the cache is down meanwhile, so only the page
+        load must stay clean."""
+        cache = checks.hosts_with(topology, "cache")[0]
+        misses = []
+
+        def stop():
+            lab.exec(cache, "systemctl stop memcached", check=True)
+            got = checks.request(lab.address(checks.hosts_with(topology, "loadbalancer")[0]), "/")
+            misses.append(got.status)
+
+        _reads, traffic = self.drill(lab, topology, say, "memcached stopped", stop,
+                                     lambda: lab.exec(cache, "systemctl start memcached", check=True))
+        assert misses == [200] and traffic.failed == 0, traffic.failures
+
+    def test_every_host_restarted_comes_back_serving_without_a_push(self, lab, topology, say):
+        """Every topology host rebooted at once (systemd stops them cleanly):
+        each one's minion runs its own highstate at start; every role's
+        services come back running and enabled, and the site passes its
+        checks. Nothing is sent from the master."""
+        hosts = list(topology["hosts"])
+        runs = dict(containers.parallel(lambda h: (h, lab.restart(h)), hosts, workers=len(hosts)))
+        say("every host restarted: " + "; ".join(
+            f"{h} {r['states']} states, {r['changed']} changed, {r['failed']} failed" if r else f"{h} no highstate"
+            for h, r in runs.items()))
+        checks.wait_healthy(lab, topology, timeout=180)
+        for host, spec in topology["hosts"].items():
+            testinfra = lab.host(host)
+            for role in spec["roles"]:
+                for service in checks.expected(testinfra, topology, role, "services"):
+                    unit = testinfra.service(service)
+                    assert unit.is_running and unit.is_enabled, (host, service)
+        checks.check_site(lab, topology)
 
     def test_a_query_slower_than_the_statement_timeout_is_cancelled_by_the_database(self, lab, topology, say):
         """The database cancels the query before harakiri would kill the
