@@ -9,11 +9,11 @@ Groups of rows, in the order they run (``--only`` picks some):
   ``--first-deploy`` on a lab just brought up without a deploy.
 - ``static``: 16 KiB and 200 KiB files through the load balancer (HTTPS,
   the site's Host) against the first media host's nginx directly.
-- ``django``: /healthz and the demo page through LB -> uWSGI against
+- ``django``: a cached page, /healthz and the demo page through LB -> uWSGI against
   ``gunicorn demoproject.wsgi`` with gunicorn's defaults (one sync
   worker, 127.0.0.1:8000) on the first app host: same code, env file,
   database and cache.
-- ``sustained``: /healthz and the demo page through the LB for
+- ``sustained``: the same three pages through the LB for
   ``--sustain`` seconds (60 or more).
 - ``replication`` (Patroni layouts): replay lag under pgbench on the leader.
 - ``scale-out`` (two app hosts or more): the last app host loses the app
@@ -63,7 +63,8 @@ from .util import LabError
 GROUPS = ("convergence", "static", "django", "sustained", "replication", "scale-out", "failover")
 STATIC_FILES = {"16k": 16 * 1024, "200k": 200 * 1024}   # /static/bench-<size>.bin
 # (row id, what, path) of the Django pages.
-DJANGO_PAGES = (("healthz", "/healthz (a database query, a cache set/get/delete)", "/healthz"),
+DJANGO_PAGES = (("cached", "a cached page /recent (rendered once a minute, from memcached)", "/recent"),
+                ("healthz", "/healthz (a database query, a cache set/get/delete)", "/healthz"),
                 ("page", "the demo page / (writes a visit, reads, renders)", "/"))
 # Sent to both sides: the site's name, and what the LB tells the app (so
 # gunicorn's Django, like uWSGI's, does not redirect to HTTPS).

@@ -270,6 +270,11 @@ def check_site(lab, topology):
         assert second.status == 200
         assert second.header("x-cache") == "hit", (page.header("x-cache"), second.header("x-cache"))
 
+        # A whole page from the cache: rendered once, then the same bytes.
+        recent = [request(address, "/recent") for _ in range(2)]
+        assert [r.status for r in recent] == [200, 200] and "visits so far" in recent[0].text
+        assert recent[0].text == recent[1].text
+
         # The stylesheet (hashed name from the manifest) comes from a media host.
         css = re.search(r'href="(/static/[^"]+\.css)"', page.text).group(1)
         assert re.search(r"\.[0-9a-f]{12}\.css$", css), css

@@ -6,6 +6,7 @@ from visits import views
 urlpatterns = [
     path("", views.index, name="index"),
     path("upload/", views.upload, name="upload"),
+    path("recent", views.recent, name="recent"),
     path("healthz", views.healthz, name="healthz"),
     path("slow", views.slow, name="slow"),
     path("api/visits", views.api_visit_create, name="api-visit-create"),

@@ -6,7 +6,7 @@ from django.db import connection
 from django.http import JsonResponse
 from django.shortcuts import redirect, render
 from django.utils import timezone
-from django.views.decorators.cache import never_cache
+from django.views.decorators.cache import cache_page, never_cache
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_GET, require_POST
 
@@ -45,6 +45,21 @@ def _page(request, form, status=200):
 @require_GET
 def index(request):
     return _page(request, UploadForm())
+
+
+# A page most sites have: the same for everyone, rendered from the database
+# once a minute and served from memcached in between (the benchmark's
+# "cached page").
+@cache_page(60)
+@require_GET
+def recent(request):
+    context = {
+        "visit_count": Visit.objects.count(),
+        "recent_visits": Visit.objects.order_by("-id")[:20],
+        "rendered_at": timezone.now(),
+        "rendered_by": HOSTNAME,
+    }
+    return render(request, "visits/recent.html", context)
 
 
 @never_cache
