@@ -156,3 +156,17 @@ def test_reads_go_to_replicas_until_the_request_writes(tmp_path):
     assert seen["migrate"] == [True, False]
     # migrate --database=replica makes only its own bookkeeping table there.
     assert "django_content_type" not in seen["replica_tables"]
+
+
+def test_migrated_cannot_tell_without_a_database_and_says_so(tmp_path):
+    """python -m djangostack.migrated: a database nobody answers at (a host
+    the database does not let in yet) is no reason to refuse the code."""
+    path = tmp_path / "app.env"
+    values = {**REQUIRED, "DJANGO_DB_HOST": "127.0.0.1", "DJANGO_DB_PORT": "9", "DJANGO_DB_PASSWORD": "x"}
+    path.write_text("".join(f"{k}={v}\n" for k, v in values.items()))
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DJANGO_")}
+    env.update(DJANGO_ENV_FILE=str(path), DJANGO_SETTINGS_MODULE="djangostack.settings")
+    proc = subprocess.run([sys.executable, "-m", "djangostack.migrated"], env=env, capture_output=True,
+                          text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    assert "the database cannot be reached" in proc.stderr

@@ -12,10 +12,17 @@ import os
 import time
 
 __virtualname__ = "uwsgi_vassal"
+PROBE_TIMEOUT = 15
 
 
 def __virtual__():
     return __virtualname__
+
+
+# A health view's "a dependency is down" (a database that does not let
+# this host in yet): the new code runs and answers; the release is not at
+# fault, so a deploy goes on.
+DEPENDENCY_DOWN = 503
 
 
 def serving(name, ini, stats_dir, socket, path="/", host="localhost", scheme="http", timeout=120):
@@ -23,9 +30,9 @@ def serving(name, ini, stats_dir, socket, path="/", host="localhost", scheme="ht
     formula uwsgi writes it) runs only workers spawned after ``ini`` last
     changed (the emperor has reloaded it: it reloads on the file's mtime,
     gracefully, letting each worker finish its requests), and a GET of
-    ``path`` over ``socket`` (host:port) with Host ``host`` answers 2xx or
-    3xx. Changes nothing; fails after ``timeout`` seconds, saying what it
-    saw last."""
+    ``path`` over ``socket`` (host:port) with Host ``host`` answers 2xx, 3xx
+    or DEPENDENCY_DOWN. Changes nothing; fails after ``timeout`` seconds,
+    saying what it saw last."""
     ret = {"name": name, "changes": {}, "result": True, "comment": ""}
     if __opts__["test"]:  # noqa: F821
         ret["result"] = None
@@ -42,11 +49,14 @@ def serving(name, ini, stats_dir, socket, path="/", host="localhost", scheme="ht
     while True:
         seen = _reloaded(name, stats_dir, changed_at)
         if seen is None:
-            answer = __salt__["stackstatus.probe_upstreams"]([target])[0]  # noqa: F821
+            # Long enough for a view that waits on a database connect.
+            answer = __salt__["stackstatus.probe_upstreams"]([target], PROBE_TIMEOUT)[0]  # noqa: F821
             status = answer.get("status")
-            if status is not None and 200 <= status < 400:
+            if status is not None and (200 <= status < 400 or status == DEPENDENCY_DOWN):
                 ret["comment"] = (f"vassal {name} reloaded and answered {status} to GET {path} "
                                   f"after {time.monotonic() - started:.1f} s")
+                if status == DEPENDENCY_DOWN:
+                    ret["comment"] += " (a dependency of the app is down)"
                 return ret
             seen = f"GET {path}: {answer.get('error') or status}"
         if time.monotonic() - started > timeout:
