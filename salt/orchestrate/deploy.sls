@@ -27,13 +27,28 @@ def _on(hosts, **kwargs):
     return [{"tgt": hosts}, {"tgt_type": "list"}] + [{k: v} for k, v in kwargs.items()]
 
 
+def _ls_remote(url):
+    """`git ls-remote URL` on the master; OSError with git's complaint."""
+    try:
+        ret = __salt__["cmd.run_all"](["git", "ls-remote", "--", url], python_shell=False, timeout=60)
+    except Exception as exc:  # noqa: BLE001 - git missing, a timeout: said in the error
+        raise OSError(str(exc)) from None
+    if ret["retcode"] != 0:
+        raise OSError((ret.get("stderr") or ret.get("stdout") or f"exit {ret['retcode']}").strip())
+    return ret["stdout"]
+
+
 def run():
     pillarenv = __opts__.get("pillarenv") or saltenv
     roots = __opts__["pillar_roots"].get(pillarenv) or []
     lib = _stackpillar(roots)
     # A TopologyError here (topology, apps, any host's secrets) fails the
     # render: its message names the key and the host.
-    everyone, steps = lib.deploy_plan(lib.load_site(roots), lib.load_registry())
+    site = lib.load_site(roots)
+    everyone, steps = lib.deploy_plan(site, lib.load_registry())
+    # A branch or tag resolved once: every app host gets the commit the
+    # leader migrates (stackpillar/revisions.py).
+    pinned = lib.pinned_pillar(lib.pinned_revisions(lib.check_apps(site["apps"]), _ls_remote))
     # Minions render with the same environments as this run.
     envs = {"saltenv": saltenv, "pillarenv": pillarenv}
     plan = {
@@ -54,8 +69,9 @@ def run():
     }
     previous = "firewall"
     for step, states, hosts in steps:
+        extra = {"pillar": pinned} if pinned and "django" in states else {}
         plan[step] = {"salt.state": _on(hosts, sls=states, failhard=True,
-                                        require=[{"salt": previous}], **envs)}
+                                        require=[{"salt": previous}], **envs, **extra)}
         previous = step
     plan["retire-moved-roles"] = {"salt.state": _on(everyone, sls="stack.retire",
                                                     require=[{"salt": previous}], **envs)}

@@ -4,7 +4,9 @@ import collections
 import copy
 import json
 import re
+import shutil
 import socket
+import subprocess
 import threading
 import time
 
@@ -19,6 +21,33 @@ from stacklab.saltctl import STACK_ENV
 from tests.layouts import REPO
 
 pytestmark = pytest.mark.layout("three-tier")
+
+
+GIT_PORT = 8088   # the lab master's plain HTTP server for a bare repository
+
+
+def git_commit(bare, work, message):
+    """Commit ``work`` as it is (an empty commit if nothing changed), push it
+    to ``bare``'s main and let git's plain HTTP serve it: the new commit."""
+    run = lambda *args: subprocess.run(["git", "-C", str(work), "-c", "user.name=lab", "-c",  # noqa: E731
+                                        "user.email=lab@example.com", *args], check=True,
+                                       capture_output=True, text=True).stdout.strip()
+    run("add", "-A")
+    run("commit", "-q", "--allow-empty", "-m", message)
+    run("push", "-q", str(bare), "HEAD:main")
+    subprocess.run(["git", "-C", str(bare), "update-server-info"], check=True)
+    return run("rev-parse", "HEAD")
+
+
+def git_demo_repository(bare, work):
+    """A bare repository holding the demo app's source (examples/apps/demo)
+    in one commit on main: that commit."""
+    shutil.rmtree(bare.parent, ignore_errors=True)
+    subprocess.run(["git", "init", "-q", "--bare", "-b", "main", str(bare)], check=True)
+    shutil.copytree(REPO / "examples" / "apps" / "demo", work,
+                    ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+    subprocess.run(["git", "init", "-q", "-b", "main", str(work)], check=True)
+    return git_commit(bare, work, "the demo app")
 
 
 class HostReads(checks.Background):
@@ -408,6 +437,61 @@ class TestThreeTier(checks.LayoutSuite):
                     unit = testinfra.service(service)
                     assert unit.is_running and unit.is_enabled, (host, service)
         checks.check_site(lab, topology)
+
+    def test_a_branch_that_moves_during_a_deploy_reaches_no_app_host_before_the_next(self, lab, topology, say):
+        """The demo app served from git (a bare repository on the master,
+        over git's plain HTTP), rev: main. The branch moves while the first
+        deploy runs, right after the leader checked it out and before any
+        other app host did: every app host still gets the commit the leader
+        migrated. The next deploy brings every host the new one."""
+        url = f"http://{lab.address('salt')}:{GIT_PORT}/demo.git"
+        bare = lab.site_dir / "git" / "demo.git"
+        work = lab.site_dir / "git" / "work"
+        apps_path = lab.site_dir / "apps.sls"
+        saved = apps_path.read_text()
+        app_hosts = checks.hosts_with(topology, "app")
+        head = "git -C /srv/apps/demo/src rev-parse HEAD"
+        try:
+            first = git_demo_repository(bare, work)
+            # A master that resolves branches needs git (README); the lab's has none yet.
+            containers.use_apt_proxy(lab.container("salt"), lab.proxy_address)
+            lab.exec("salt", "command -v git || { apt-get -q update && apt-get -qy install git; } >/dev/null",
+                     check=True, timeout=600)
+            lab.exec("salt", f"setsid -f /opt/salt/bin/python3 -m http.server {GIT_PORT} --bind "
+                             f"{lab.address('salt')} --directory {site.SITE_MOUNT}/git >/dev/null 2>&1", check=True)
+            apps = yaml.safe_load(saved)
+            apps["apps"]["demo"]["source"] = {"git": url, "rev": "main"}
+            apps_path.write_text(yaml.safe_dump(apps, sort_keys=False))
+            moved = {}
+
+            def move_when_the_leader_has(commit):
+                deadline = time.monotonic() + 900
+                while time.monotonic() < deadline and not moved:
+                    if lab.exec(app_hosts[0], head).stdout.strip() == commit:
+                        moved["to"] = git_commit(bare, work, "the branch moves")
+                        moved["at"] = {h: lab.exec(h, head).stdout.strip() for h in app_hosts}
+                        return
+                    time.sleep(0.5)
+
+            mover = threading.Thread(target=move_when_the_leader_has, args=(first,))
+            mover.start()
+            lab.run_orchestrate()
+            mover.join()
+            after_first = {h: lab.exec(h, head).stdout.strip() for h in app_hosts}
+            lab.run_orchestrate()
+            after_second = {h: lab.exec(h, head).stdout.strip() for h in app_hosts}
+            say(f"git source, rev main: first deploy pinned {first[:12]}; the branch moved to "
+                f"{moved.get('to', '?')[:12]} while the hosts had {moved.get('at')}; after it "
+                f"{ {h: c[:12] for h, c in after_first.items()} }; after the next deploy "
+                f"{ {h: c[:12] for h, c in after_second.items()} }")
+            assert moved and all(c != first for h, c in moved["at"].items() if h != app_hosts[0]), moved
+            assert set(after_first.values()) == {first}
+            assert set(after_second.values()) == {moved["to"]}
+            checks.check_site(lab, topology)
+        finally:
+            apps_path.write_text(saved)
+            lab.exec("salt", f"pkill -f 'http.server {GIT_PORT}'")
+            lab.run_orchestrate()
 
     def test_a_query_slower_than_the_statement_timeout_is_cancelled_by_the_database(self, lab, topology, say):
         """The database cancels the query before harakiri would kill the
