@@ -483,22 +483,30 @@ def serve_forever(server, answers, read=True):
     return thread
 
 
-def test_a_reloaded_vassal_serves_once_new_workers_answer_its_health_check(tmp_path):
-    """Workers spawned before the ini changed, then new ones; the health
-    check first 500 then 200: the state waits for both, and changes nothing."""
+@pytest.fixture
+def vassal(tmp_path):
+    """The state's dunders (the real probes), a vassal ini and the path of
+    its stats socket: (ini, stats_dir, stats socket path)."""
     stats_dir = tmp_path / "stats"
     (stats_dir / "demo").mkdir(parents=True)
     ini = tmp_path / "demo.ini"
     ini.write_text("[uwsgi]\n")
-    changed_at = int(ini.stat().st_mtime)
     path = str(stats_dir / "demo" / "stats.sock")
-    if len(path) > 100:
+    if len(path) > 100:  # AF_UNIX paths are short
         pytest.skip("temporary path too long for a unix socket")
-    old = json.dumps({"workers": [{"id": 1, "last_spawn": changed_at - 60}, {"id": 2, "last_spawn": changed_at}]})
-    new = json.dumps({"workers": [{"id": 1, "last_spawn": changed_at}, {"id": 2, "last_spawn": changed_at + 1}]})
     vassal_state.__opts__ = {"test": False}
     vassal_state.__salt__ = {"stackstatus.uwsgi_stats": probes.uwsgi_stats,
                              "stackstatus.probe_upstreams": probes.probe_upstreams}
+    return ini, stats_dir, path
+
+
+def test_a_reloaded_vassal_serves_once_new_workers_answer_its_health_check(vassal):
+    """Workers spawned before the ini changed, then new ones; the health
+    check first 500 then 200: the state waits for both, and changes nothing."""
+    ini, stats_dir, path = vassal
+    changed_at = int(ini.stat().st_mtime)
+    old = json.dumps({"workers": [{"id": 1, "last_spawn": changed_at - 60}, {"id": 2, "last_spawn": changed_at}]})
+    new = json.dumps({"workers": [{"id": 1, "last_spawn": changed_at}, {"id": 2, "last_spawn": changed_at + 1}]})
     with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as stats, \
             socket.create_server(("127.0.0.1", 0)) as app:
         stats.bind(path)
@@ -511,34 +519,21 @@ def test_a_reloaded_vassal_serves_once_new_workers_answer_its_health_check(tmp_p
     assert "answered 200 to GET /healthz" in ret["comment"]
 
 
-def test_a_vassal_that_never_serves_fails_the_run_saying_what_it_saw(tmp_path):
-    ini = tmp_path / "demo.ini"
-    ini.write_text("[uwsgi]\n")
-    vassal_state.__opts__ = {"test": False}
-    vassal_state.__salt__ = {"stackstatus.uwsgi_stats": probes.uwsgi_stats,
-                             "stackstatus.probe_upstreams": probes.probe_upstreams}
-    ret = vassal_state.serving("demo", str(ini), str(tmp_path / "stats"), "127.0.0.1:9", timeout=1)
+def test_a_vassal_that_never_serves_fails_the_run_saying_what_it_saw(vassal, tmp_path):
+    ini, _stats_dir, _path = vassal
+    ret = vassal_state.serving("demo", str(ini), str(tmp_path / "no-stats"), "127.0.0.1:9", timeout=1)
     assert ret["result"] is False
     assert "vassal demo not serving after 1 s: stats:" in ret["comment"] and "No such file" in ret["comment"]
     vassal_state.__opts__ = {"test": True}
     assert vassal_state.serving("demo", str(ini), str(tmp_path), "127.0.0.1:9")["result"] is None
 
 
-def test_a_vassal_whose_database_is_down_still_serves_its_new_code(tmp_path):
+def test_a_vassal_whose_database_is_down_still_serves_its_new_code(vassal):
     """503 from the health view: the app runs and answers, a dependency is
     down (a database that does not let a new host in yet): not the
     release's fault, so the run goes on, saying so."""
-    stats_dir = tmp_path / "stats"
-    (stats_dir / "demo").mkdir(parents=True)
-    ini = tmp_path / "demo.ini"
-    ini.write_text("[uwsgi]\n")
-    path = str(stats_dir / "demo" / "stats.sock")
-    if len(path) > 100:
-        pytest.skip("temporary path too long for a unix socket")
+    ini, stats_dir, path = vassal
     fresh = json.dumps({"workers": [{"id": 1, "last_spawn": int(ini.stat().st_mtime)}]})
-    vassal_state.__opts__ = {"test": False}
-    vassal_state.__salt__ = {"stackstatus.uwsgi_stats": probes.uwsgi_stats,
-                             "stackstatus.probe_upstreams": probes.probe_upstreams}
     with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as stats, \
             socket.create_server(("127.0.0.1", 0)) as app:
         stats.bind(path)
