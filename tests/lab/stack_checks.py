@@ -3,6 +3,7 @@ balancers, real SQL on the database host, testinfra on every host."""
 from __future__ import annotations
 
 import base64
+import collections
 import concurrent.futures
 import dataclasses
 import http.client
@@ -416,6 +417,25 @@ def wait_healthy(lab, topology, timeout=60):
             return got
         if time.monotonic() > deadline:
             raise AssertionError(f"/healthz: {got.status} {got.text[:300]}")
+        time.sleep(2)
+
+
+def wait_every_app_host_healthy(lab, topology, timeout=120):
+    """Until every app host answers /healthz with 200 through the first load
+    balancer, in one round of sequential requests: {host: 200s in that round}.
+    (While other traffic interleaves, round robin can send one client's
+    requests to one host only: ask alone.)"""
+    address = lab.address(hosts_with(topology, "loadbalancer")[0])
+    wanted = set(hosts_with(topology, "app"))
+    deadline = time.monotonic() + timeout
+    while True:
+        answers = [request(address, "/healthz") for _ in range(4 * len(wanted))]
+        seen = collections.Counter(a.header("x-app-host") for a in answers if a.status == 200)
+        if set(seen) >= wanted:
+            return dict(seen)
+        if time.monotonic() > deadline:
+            raise AssertionError(f"app hosts answering /healthz 200 after {timeout} s: {dict(seen)} of "
+                                 f"{sorted(wanted)}")
         time.sleep(2)
 
 

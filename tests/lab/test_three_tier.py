@@ -366,14 +366,13 @@ class TestThreeTier(checks.LayoutSuite):
             time.sleep(5)
             recover()
             checks.wait_healthy(lab, topology, timeout=120)
-            recovered = reads.elapsed()
             time.sleep(5)
-        back = collections.Counter(host for at, host in reads.answered if at > recovered)
+        back = checks.wait_every_app_host_healthy(lab, topology)
         writes = [f for f in traffic.failures if f[1] == "write"]
         say(f"drill {name}: /healthz reads sent {reads.sent}, failed {len(reads.failures)} {reads.failures[:5]}; "
             f"page writes and reads sent {traffic.sent}, failed {traffic.failed} (writes {len(writes)}) "
             f"{traffic.failures[:5]}; lost 0 of {len(traffic.acked)} acknowledged writes: "
-            f"{checks.missing_visits(lab, topology, traffic.acked)}; answered per app host after {dict(back)}")
+            f"{checks.missing_visits(lab, topology, traffic.acked)}; /healthz 200s per app host after {back}")
         assert checks.missing_visits(lab, topology, traffic.acked) == []
         assert set(back) == set(checks.hosts_with(topology, "app")), back
         return reads, traffic
