@@ -24,6 +24,7 @@ pytestmark = pytest.mark.layout("three-tier")
 
 
 GIT_PORT = 8088   # the lab master's plain HTTP server for a bare repository
+SMTP_PORT = 2525  # the lab master's SMTP sink
 
 
 def git_commit(bare, work, message):
@@ -490,6 +491,47 @@ class TestThreeTier(checks.LayoutSuite):
         finally:
             apps_path.write_text(saved)
             lab.exec("salt", f"pkill -f 'http.server {GIT_PORT}'")
+            lab.run_orchestrate()
+
+    def test_an_error_mails_the_admins_through_the_apps_relay(self, lab, topology, say):
+        """apps:demo:mail names a relay (an SMTP sink on the master, aiosmtpd
+        from Debian): a request that fails (a query the statement timeout
+        cancels: a 500) mails the admins there, from the app host."""
+        relay = lab.address("salt")
+        maildir = "/var/tmp/stacklab-mail"
+        apps_path = lab.site_dir / "apps.sls"
+        saved = apps_path.read_text()
+        lb = lab.address(checks.hosts_with(topology, "loadbalancer")[0])
+        limits = timeouts.app_timeouts(checks.APPS["demo"])
+        try:
+            containers.use_apt_proxy(lab.container("salt"), lab.proxy_address)
+            lab.exec("salt", "dpkg -s python3-aiosmtpd >/dev/null 2>&1 || { apt-get -q update && "
+                             "apt-get -qy install python3-aiosmtpd; } >/dev/null", check=True, timeout=600)
+            lab.exec("salt", f"rm -rf {maildir}; setsid -f python3 -m aiosmtpd -n -l {relay}:{SMTP_PORT} "
+                             f"-c aiosmtpd.handlers.Mailbox {maildir} >/dev/null 2>&1", check=True)
+            apps = yaml.safe_load(saved)
+            apps["apps"]["demo"]["mail"] = {"host": relay, "port": SMTP_PORT, "tls": "none",
+                                            "from": "demo@example.test", "admins": [["Ops", "ops@example.test"]]}
+            apps_path.write_text(yaml.safe_dump(apps, sort_keys=False))
+            lab.run_orchestrate()
+            started = time.monotonic()
+            got = checks.request(lb, f"/slow?seconds={limits['harakiri'] + 20}&in=database",
+                                 timeout=limits["lb_read"] + 30)
+            mails = []
+            deadline = time.monotonic() + 30
+            while not mails and time.monotonic() < deadline:
+                found = lab.exec("salt", f"grep -l 'ops@example.test' {maildir}/new/* 2>/dev/null")
+                mails = found.stdout.split()
+                time.sleep(1)
+            text = lab.exec("salt", ["cat", mails[0]], check=True).stdout if mails else ""
+            subject = next((line for line in text.splitlines() if line.startswith("Subject:")), "")
+            say(f"error mail: the request answered {got.status} after {time.monotonic() - started:.1f} s; mails at "
+                f"the relay {len(mails)}: {subject!r}")
+            assert got.status == 500
+            assert len(mails) == 1 and "ERROR" in subject and "/slow" in subject, text[:1000]
+        finally:
+            apps_path.write_text(saved)
+            lab.exec("salt", f"pkill -f 'aiosmtpd -n -l {relay}:{SMTP_PORT}'")
             lab.run_orchestrate()
 
     def test_a_query_slower_than_the_statement_timeout_is_cancelled_by_the_database(self, lab, topology, say):
