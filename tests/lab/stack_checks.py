@@ -271,6 +271,12 @@ def check_site(lab, topology):
         assert second.status == 200
         assert second.header("x-cache") == "hit", (page.header("x-cache"), second.header("x-cache"))
 
+        # The leader's publish keeps a short history of static releases on
+        # the media hosts (djangostack.publish --keep; the formula's default).
+        kept = formula_defaults("django")["app_defaults"]["static_releases_kept"]
+        index = request(address, "/static/staticfiles-releases/index.json")
+        assert index.status == 200 and 1 <= len(json.loads(index.body)) <= kept, (index.status, index.text[:200])
+
         # A whole page from the cache: rendered once, then the same bytes.
         recent = [request(address, "/recent") for _ in range(2)]
         assert [r.status for r in recent] == [200, 200] and "visits so far" in recent[0].text
