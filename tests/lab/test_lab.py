@@ -171,9 +171,11 @@ def test_minion_keys_are_preseeded_not_auto_accepted(lab):
 
 def test_master_serves_the_stack_env_and_a_base_env_of_its_own(lab):
     conf = yaml.safe_load(lab.exec("salt", "cat /etc/salt/master.d/stacklab.conf", check=True).stdout)
+    # The lab's own file root first (tests lay an app's next release there).
     assert conf["file_roots"] == {
         "base": ["/srv/lab-base"],
-        "stack": ["/srv/django-stack/salt", "/srv/django-stack/formulas", "/srv/django-stack/examples/apps"],
+        "stack": ["/srv/site/salt", "/srv/django-stack/salt", "/srv/django-stack/formulas",
+                  "/srv/django-stack/examples/apps"],
     }
     assert conf["pillar_roots"] == {"stack": ["/srv/site", "/srv/django-stack/pillar"]}
     assert sorted(lab.salt_run("fileserver.envs")) == ["base", "stack"]
