@@ -2,6 +2,7 @@
 missing through the load balancers, whether a media host is down, comes
 back, or joins a site that already has uploads."""
 import random
+import re
 import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
@@ -24,21 +25,23 @@ def lb(lab, topology):
 
 
 class Reader(checks.Background):
-    """GETs of known uploads through the load balancer, one every 0.05 s,
-    until stopped or for 10 minutes at most; counts what failed."""
+    """GETs of known uploads (/media/<name>) and, in turn, of ``static``
+    paths through the load balancer, one every 0.05 s, until stopped or for
+    10 minutes at most; counts what failed."""
 
     interval, limit = 0.05, 600
 
-    def __init__(self, address, names):
+    def __init__(self, address, names, static=()):
         super().__init__()
-        self.address, self.names = address, list(names)
+        self.address, self.names, self.static = address, list(names), list(static)
         self.sent, self.failures = 0, []
 
     def step(self):
-        name = random.choice(self.names)
+        paths = [f"/media/{random.choice(self.names)}"] + ([random.choice(self.static)] if self.static else [])
+        name = paths[self.sent % len(paths)]
         self.sent += 1
         try:
-            status = checks.request(self.address, f"/media/{name}", timeout=10).status
+            status = checks.request(self.address, name, timeout=10).status
         except OSError as exc:
             status = type(exc).__name__
         if status != 200:
@@ -78,7 +81,10 @@ class TestMedia:
         stem = f"down-{uuid.uuid4().hex[:8]}"
         before = upload_many(lab, topology, f"{stem}-before", 5)
         names = checks.uploads_named(lab, topology, f"{stem}-before")
-        with Reader(lb(lab, topology), names) as reader:
+        page = checks.request(lb(lab, topology), "/").text
+        static = re.findall(r'(?:href|src)="(/static/[^"]+)"', page)
+        assert static, page[:500]
+        with Reader(lb(lab, topology), names, static) as reader:
             lab.kill(down)
             killed = time.monotonic()
             during = upload_many(lab, topology, f"{stem}-during", 15)
