@@ -1,8 +1,10 @@
 """Uploads on the scaled layout's two media hosts: never overwritten, never
 missing through the load balancers, whether a media host is down, comes
 back, or joins a site that already has uploads."""
+import json
 import random
 import re
+import shlex
 import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
@@ -55,6 +57,30 @@ def upload_many(lab, topology, stem, count, workers=1):
     with ThreadPoolExecutor(max_workers=workers) as pool:
         statuses = list(pool.map(lambda c: uploader.upload(f"{stem}.txt", c).status, contents))
     return dict(zip(contents, statuses))
+
+
+# Run on the app leader (python3, as root): a copy of the app's collected
+# static tree at argv[2] whose manifest also names one file of its own,
+# prune-drill/<argv[1]>.<hash>.txt, owned by the app's user. Prints that
+# file's hashed name.
+RELEASE_COPY = r"""
+import hashlib, json, os, shutil, subprocess, sys, uuid
+tag, tree = sys.argv[1:3]
+shutil.rmtree(tree, ignore_errors=True)
+shutil.copytree("/srv/apps/demo/static", tree)
+body = f"release {tag} {uuid.uuid4()}\n".encode()
+hashed = f"prune-drill/{tag}.{hashlib.md5(body).hexdigest()[:12]}.txt"
+os.makedirs(os.path.join(tree, "prune-drill"))
+with open(os.path.join(tree, hashed), "wb") as f:
+    f.write(body)
+with open(os.path.join(tree, "staticfiles.json")) as f:
+    manifest = json.load(f)
+manifest["paths"][f"prune-drill/{tag}.txt"] = hashed
+with open(os.path.join(tree, "staticfiles.json"), "w") as f:
+    json.dump(manifest, f)
+subprocess.run(["chown", "-R", "demo:demo", tree], check=True)
+print(hashed)
+"""
 
 
 class TestMedia:
@@ -136,3 +162,52 @@ class TestMedia:
         assert set(direct.values()) == {200}, {n: s for n, s in direct.items() if s != 200}
         assert reader.sent > 0 and not reader.failures, reader.failures[:10]
         assert lab.highstate() == {host: 0 for host in lab.hosts}
+
+    def test_publishing_more_releases_than_kept_prunes_only_what_no_kept_release_names(self, lab, topology, say):
+        """The leader's own publish, to the real media hosts: releases beyond
+        the kept number, each naming one file of its own, then the app's
+        real tree again. Files of the releases that fell out are gone from
+        every media host; those of kept releases and every file the site's
+        pages name still answer through the load balancer."""
+        kept = checks.formula_defaults("django")["app_defaults"]["static_releases_kept"]
+        leader = next(h for h in checks.hosts_with(topology, "app")
+                      if lab.pillar(h)["django"]["apps"]["demo"].get("leader"))
+        urls = lab.pillar(leader)["django"]["apps"]["demo"]["static_publish_urls"]
+        assert len(urls) == len(checks.hosts_with(topology, "media")) == 2, urls
+
+        def publish(tree, *options):
+            return lab.exec(leader, "runuser -u demo -- env DJANGO_ENV_FILE=/etc/django-apps/demo.env "
+                                    "/srv/apps/demo/venv/bin/python -m djangostack.publish "
+                                    + shlex.join([*options, tree, *urls]))
+
+        tags = [f"r{i}-{uuid.uuid4().hex[:6]}" for i in range(kept + 1)]
+        own = {}
+        for tag in tags:
+            tree = f"/tmp/prune-drill-{tag}"
+            own[tag] = lab.exec(leader, ["python3", "-c", RELEASE_COPY, tag, tree], check=True).stdout.strip()
+            assert publish(tree, "--keep", str(kept)).returncode == 0
+        real = publish("/srv/apps/demo/static", "--keep", str(kept))
+        assert real.returncode == 0, real.stderr
+        lab.exec(leader, "rm -rf /tmp/prune-drill-*", check=True)
+
+        # The last kept-1 drill releases and the real tree are the kept ones.
+        gone, still = tags[:len(tags) - (kept - 1)], tags[len(tags) - (kept - 1):]
+        on_disk = {(media, tag): lab.exec(media, ["test", "-e", f"{checks.MEDIA_ROOT}/demo/static/{own[tag]}"])
+                   .returncode == 0 for media in checks.hosts_with(topology, "media") for tag in tags}
+        served = {tag: checks.request(lb(lab, topology), f"/static/{own[tag]}").status for tag in tags}
+        index = json.loads(checks.request(lb(lab, topology), "/static/staticfiles-releases/index.json").body)
+        page = checks.request(lb(lab, topology), "/").text
+        static = {path: checks.request(lb(lab, topology), path).status
+                  for path in re.findall(r'(?:href|src)="(/static/[^"]+)"', page)}
+        say(f"{len(tags)} drill releases then the real tree published with --keep {kept}: on "
+            f"{len(urls)} media hosts, files of dropped releases left {sum(on_disk[m, t] for m, t in on_disk if t in gone)}"
+            f", of kept ones present {sum(on_disk[m, t] for m, t in on_disk if t in still)} of {2 * len(still)}; "
+            f"through the load balancer {served}; the page's static files {static}; {real.stdout.strip()}")
+        assert not any(on_disk[m, t] for m, t in on_disk if t in gone)
+        assert all(on_disk[m, t] for m, t in on_disk if t in still)
+        assert {t: served[t] for t in gone} == {t: 404 for t in gone}
+        assert {t: served[t] for t in still} == {t: 200 for t in still}
+        assert len(index) == kept
+        assert static and set(static.values()) == {200}, static
+        # The real tree is what every media host has: a re-apply publishes nothing.
+        assert publish("/srv/apps/demo/static", "--check").returncode == 0
