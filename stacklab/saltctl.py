@@ -32,13 +32,14 @@ class OrchestrateResult:
     changed, failed}`` (summed over steps; salt.state steps report states only
     for minions with changes or failures, so ``states`` undercounts),
     ``changed`` = {host: changed states, 0 for every quiet host}, the ordered
-    ``steps`` [(step id, result, comment)], ``failures`` (readable lines) and
-    the ``raw`` JSON."""
+    ``steps`` [(step id, result, comment)], each step's ``step_seconds``,
+    ``failures`` (readable lines) and the ``raw`` JSON."""
 
     ok: bool
     hosts: dict[str, dict[str, int]] = field(default_factory=dict)
     steps: list[tuple[str, bool | None, str]] = field(default_factory=list)
     failures: list[str] = field(default_factory=list)
+    step_seconds: dict[str, float] = field(default_factory=dict)
     raw: object = None
     seconds: float = 0.0
 
@@ -284,6 +285,7 @@ def _parse_orchestrate(r: subprocess.CompletedProcess) -> OrchestrateResult:
         name = st.get("__id__") or st.get("name", "?")
         ok = st.get("result")
         res.steps.append((name, ok, str(st.get("comment", ""))))
+        res.step_seconds[name] = float(st.get("duration") or 0) / 1000   # salt reports ms
         if ok is False:
             res.ok = False
         rets = (st.get("changes") or {}).get("ret")
@@ -321,8 +323,10 @@ def _stderr_reasons(stderr: str, limit: int = 5) -> list[str]:
 
 def format_orchestrate(res: OrchestrateResult) -> str:
     lines = [f"orchestrate: {'OK' if res.ok else 'FAILED'} in {res.seconds:.0f}s"]
+    width = max((len(name) for name, _ok, _comment in res.steps), default=0)
     for name, ok, _comment in res.steps:
-        lines.append(f"  {'ok  ' if ok else ('FAIL' if ok is False else '--  ')} {name}")
+        lines.append(f"  {'ok  ' if ok else ('FAIL' if ok is False else '--  ')} {name:{width}} "
+                     f"{res.step_seconds.get(name, 0):6.1f}s")
     if res.hosts:
         w = max(14, *(len(h) for h in res.hosts))
         lines.append(f"  {'host':{w}} {'changed':>7} {'failed':>6}   (states, summed over steps)")
