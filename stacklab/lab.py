@@ -163,9 +163,11 @@ class Lab(SaltMixin):
 
     def write_site(self) -> Path:
         """(Re)write .lab/<layout>/site/ (see stacklab/site.py): topology.sls
-        (a copy of the layout file), apps.sls, secrets.sls (kept), overrides.sls."""
+        (a copy of the layout file), apps.sls, secrets.sls (kept), overrides.sls.
+        Error mail goes to the master (site.MAIL_RELAY_PORT)."""
         acme_ca = site.acme_server_files(self.dir / "acme", self.acme_address)
-        return site.write_site(self.site_dir, self.settings.repo, self._topology_sls(), self.acme_address, acme_ca)
+        return site.write_site(self.site_dir, self.settings.repo, self._topology_sls(), self.acme_address, acme_ca,
+                               mail_relay=self.master_address)
 
     def set_topology(self, yaml_text: str, joining: Sequence[str] = ()) -> None:
         """Replace the lab's topology.sls with literal YAML (e.g. a role moved

@@ -42,6 +42,10 @@ SITE_FILES = ("topology.sls", "apps.sls", "secrets.sls", "overrides.sls")
 # The lab's ACME server (pebble): its directory, and where its container
 # finds the files acme_server_files writes.
 ACME_PORT = 14000
+# Every app's error mail goes to the lab master on this port (tls none): an
+# SMTP sink there when a test starts one, a refused connection otherwise
+# (Django's error mail then fails silently, as with any relay down).
+MAIL_RELAY_PORT = 2525
 ACME_MANAGEMENT_PORT = 15000
 ACME_MOUNT = "/etc/stacklab-acme"
 
@@ -122,12 +126,20 @@ def acme_server_files(acme_dir: Path, address: str) -> str:
     return ca_file.read_text()
 
 
-def lab_apps(apps: dict, acme_address: str | None = None, acme_ca: str | None = None) -> dict:
-    """The example's apps as the lab serves them: no mail (the example's
-    relay does not exist here; the lab has no SMTP sink yet), and with the
-    lab's ACME server, each over HTTPS with a certificate from it (the
-    whole issuance path, offline)."""
-    served = {name: {**app, "mail": False} for name, app in apps.items()}
+def lab_apps(apps: dict, acme_address: str | None = None, acme_ca: str | None = None,
+             mail_relay: str | None = None) -> dict:
+    """The example's apps as the lab serves them: mail through the lab's
+    relay address (MAIL_RELAY_PORT, no TLS, no login; the example's relay
+    does not exist here), or none without one; and with the lab's ACME
+    server, each over HTTPS with a certificate from it (the whole issuance
+    path, offline)."""
+    def mail(app):
+        if not (mail_relay and app.get("mail")):
+            return False
+        sender = {k: v for k, v in app["mail"].items() if k in ("from", "admins")}
+        return {"host": mail_relay, "port": MAIL_RELAY_PORT, "tls": "none", **sender}
+
+    served = {name: {**app, "mail": mail(app)} for name, app in apps.items()}
     if acme_address:
         directory = f"https://{acme_address}:{ACME_PORT}/dir"
         for app in served.values():
@@ -180,15 +192,16 @@ def overrides_for(apps: dict) -> dict:
 
 
 def write_site(site_dir: Path, repo: Path, topology_sls: str, acme_address: str | None = None,
-               acme_ca: str | None = None) -> Path:
+               acme_ca: str | None = None, mail_relay: str | None = None) -> Path:
     """(Re)write the lab's site pillar root; secrets.sls is generated once
     and kept (new apps get their secrets added). With the lab's ACME server
-    (its address and CA), every app gets its certificate from it."""
+    (its address and CA), every app gets its certificate from it; with a
+    mail relay address, its error mail goes there."""
     site_dir.mkdir(parents=True, exist_ok=True)
     write_atomic(site_dir / "topology.sls", topology_sls, 0o644)
     apps_src = repo / "pillar" / "examples" / "apps.sls"
     apps = load_apps(repo)
-    site_apps = lab_apps(apps, acme_address, acme_ca)
+    site_apps = lab_apps(apps, acme_address, acme_ca, mail_relay)
     write_atomic(site_dir / "apps.sls", f"# {apps_src}, as the lab serves it (stacklab)\n"
                  + yaml.safe_dump(site_apps, default_flow_style=False, sort_keys=False), 0o644)
     sec = site_dir / "secrets.sls"

@@ -3,7 +3,8 @@ secrets.sls has exactly the shape of pillar/examples/secrets.sls.example,
 generated values, and keeps them across rewrites."""
 import yaml
 
-from stacklab.site import write_site
+from stackpillar.site import check_apps
+from stacklab.site import MAIL_RELAY_PORT, lab_apps, load_apps, write_site
 from tests.layouts import REPO
 
 
@@ -26,3 +27,16 @@ def test_generated_secrets_have_the_examples_shape_and_are_kept(tmp_path):
     assert (tmp_path / "secrets.sls").stat().st_mode & 0o777 == 0o600
     write_site(tmp_path, REPO, "topology: {}\n")
     assert (tmp_path / "secrets.sls").read_text() == first
+
+
+def test_lab_apps_mail_the_labs_relay_and_pass_the_apps_check():
+    """The lab's own relay (the master, an SMTP sink when a test starts
+    one), with the example's sender and admins; without one, no mail."""
+    example = load_apps(REPO)
+    served = lab_apps(example, mail_relay="10.77.0.254")
+    assert {name: app["mail"] for name, app in served["apps"].items()} == {
+        name: {"host": "10.77.0.254", "port": MAIL_RELAY_PORT, "tls": "none",
+               "from": app["mail"]["from"], "admins": app["mail"]["admins"]}
+        for name, app in example.items()}
+    check_apps(served)
+    assert {app["mail"] for app in lab_apps(example)["apps"].values()} == {False}

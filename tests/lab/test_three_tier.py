@@ -4,6 +4,7 @@ import collections
 import copy
 import json
 import re
+import shlex
 import shutil
 import socket
 import subprocess
@@ -24,7 +25,6 @@ pytestmark = pytest.mark.layout("three-tier")
 
 
 GIT_PORT = 8088   # the lab master's plain HTTP server for a bare repository
-SMTP_PORT = 2525  # the lab master's SMTP sink
 
 
 def git_commit(bare, work, message):
@@ -494,33 +494,30 @@ class TestThreeTier(checks.LayoutSuite):
             lab.run_orchestrate()
 
     def test_an_error_mails_the_admins_through_the_apps_relay(self, lab, topology, say):
-        """apps:demo:mail names a relay (an SMTP sink on the master, aiosmtpd
-        from Debian): a request that fails (a query the statement timeout
-        cancels: a 500) mails the admins there, from the app host."""
+        """The lab's apps mail through a relay on the master (stacklab's
+        site pillar); here an SMTP sink (aiosmtpd, from Debian) listens there:
+        a request that fails (a query the statement timeout cancels: a 500)
+        mails the app's admins, from the app host."""
         relay = lab.address("salt")
+        mail = lab.pillar(checks.hosts_with(topology, "app")[0])["django"]["apps"]["demo"]["mail"]
+        assert (mail["host"], mail["port"]) == (relay, site.MAIL_RELAY_PORT), mail
+        admin = mail["admins"][0][1]
         maildir = "/var/tmp/stacklab-mail"
-        apps_path = lab.site_dir / "apps.sls"
-        saved = apps_path.read_text()
         lb = lab.address(checks.hosts_with(topology, "loadbalancer")[0])
         limits = timeouts.app_timeouts(checks.APPS["demo"])
         try:
             containers.use_apt_proxy(lab.container("salt"), lab.proxy_address)
             lab.exec("salt", "dpkg -s python3-aiosmtpd >/dev/null 2>&1 || { apt-get -q update && "
                              "apt-get -qy install python3-aiosmtpd; } >/dev/null", check=True, timeout=600)
-            lab.exec("salt", f"rm -rf {maildir}; setsid -f python3 -m aiosmtpd -n -l {relay}:{SMTP_PORT} "
+            lab.exec("salt", f"rm -rf {maildir}; setsid -f python3 -m aiosmtpd -n -l {relay}:{site.MAIL_RELAY_PORT} "
                              f"-c aiosmtpd.handlers.Mailbox {maildir} >/dev/null 2>&1", check=True)
-            apps = yaml.safe_load(saved)
-            apps["apps"]["demo"]["mail"] = {"host": relay, "port": SMTP_PORT, "tls": "none",
-                                            "from": "demo@example.test", "admins": [["Ops", "ops@example.test"]]}
-            apps_path.write_text(yaml.safe_dump(apps, sort_keys=False))
-            lab.run_orchestrate()
             started = time.monotonic()
             got = checks.request(lb, f"/slow?seconds={limits['harakiri'] + 20}&in=database",
                                  timeout=limits["lb_read"] + 30)
             mails = []
             deadline = time.monotonic() + 30
             while not mails and time.monotonic() < deadline:
-                found = lab.exec("salt", f"grep -l 'ops@example.test' {maildir}/new/* 2>/dev/null")
+                found = lab.exec("salt", f"grep -l {shlex.quote(admin)} {maildir}/new/* 2>/dev/null")
                 mails = found.stdout.split()
                 time.sleep(1)
             text = lab.exec("salt", ["cat", mails[0]], check=True).stdout if mails else ""
@@ -530,9 +527,7 @@ class TestThreeTier(checks.LayoutSuite):
             assert got.status == 500
             assert len(mails) == 1 and "ERROR" in subject and "/slow" in subject, text[:1000]
         finally:
-            apps_path.write_text(saved)
-            lab.exec("salt", f"pkill -f 'aiosmtpd -n -l {relay}:{SMTP_PORT}'")
-            lab.run_orchestrate()
+            lab.exec("salt", f"pkill -f 'aiosmtpd -n -l {relay}:{site.MAIL_RELAY_PORT}'")
 
     def test_a_query_slower_than_the_statement_timeout_is_cancelled_by_the_database(self, lab, topology, say):
         """The database cancels the query before harakiri would kill the
