@@ -10,6 +10,7 @@ Each step's hosts finish before the next step starts; a failed step stops
 the deploy. Roles that moved away are retired last, after their new hosts
 serve."""
 import importlib
+import os
 import sys
 
 
@@ -38,6 +39,16 @@ def _ls_remote(url):
     return ret["stdout"]
 
 
+def _module_kinds(roots):
+    """The kinds of custom module the file roots ship for minions (_modules:
+    modules, _states: states, ...; not _runners, which the master loads),
+    sorted."""
+    return sorted({entry[1:] for root in roots if os.path.isdir(root)
+                   for entry in os.listdir(root)
+                   if entry.startswith("_") and os.path.isdir(os.path.join(root, entry))
+                   and f"saltutil.sync_{entry[1:]}" in __salt__})
+
+
 def run():
     pillarenv = __opts__.get("pillarenv") or saltenv
     roots = __opts__["pillar_roots"].get(pillarenv) or []
@@ -51,14 +62,18 @@ def run():
     pinned = lib.pinned_pillar(lib.pinned_revisions(lib.check_apps(site["apps"]), _ls_remote))
     # Minions render with the same environments as this run.
     envs = {"saltenv": saltenv, "pillarenv": pillarenv}
-    plan = {
-        "refresh-pillar": {"salt.function": _on(everyone, name="saltutil.refresh_pillar", **envs)},
-        # The stack's own modules (formulas/_modules, _states): a highstate
-        # syncs them, state.sls does not.
-        "sync-modules": {"salt.function": _on(everyone, name="saltutil.sync_all", kwarg={"saltenv": saltenv},
-                                               require=[{"salt": "refresh-pillar"}])},
-        "update-mine": {"salt.function": _on(everyone, name="mine.update",
-                                              require=[{"salt": "sync-modules"}])},
+    refresh = {"salt.function": _on(everyone, name="saltutil.refresh_pillar", **envs)}
+    plan = {"refresh-pillar": refresh}
+    previous = "refresh-pillar"
+    # The stack's own modules (formulas/_modules, _states): a highstate
+    # syncs them, state.sls does not. Only the kinds shipped: sync_all asks
+    # the master for some twenty kinds (20 s instead of 7 on eleven hosts).
+    for kind in _module_kinds(__opts__["file_roots"].get(saltenv) or []):
+        plan[f"sync-{kind}"] = {"salt.function": _on(everyone, name=f"saltutil.sync_{kind}",
+                                                     kwarg={"saltenv": saltenv}, require=[{"salt": previous}])}
+        previous = f"sync-{kind}"
+    plan.update({
+        "update-mine": {"salt.function": _on(everyone, name="mine.update", require=[{"salt": previous}])},
         # Every host first proves it matches the topology; nothing changes if one does not.
         "host-check": {"salt.state": _on(everyone, sls="stack.host", failhard=True,
                                          require=[{"salt": "update-mine"}], **envs)},
@@ -66,7 +81,7 @@ def run():
         # them is deployed (and closes them to hosts that left).
         "firewall": {"salt.state": _on(everyone, sls="firewall", failhard=True,
                                        require=[{"salt": "host-check"}], **envs)},
-    }
+    })
     previous = "firewall"
     for step, states, hosts in steps:
         extra = {"pillar": pinned} if pinned and "django" in states else {}

@@ -3,7 +3,11 @@ registry (each role's deploy step and states) and target exactly each role's hos
 import pytest
 from stackpillar.registry import resolve_registry
 
-from tests.layouts import LAYOUTS, REGISTRY, hosts_with, load_layout
+from tests.layouts import LAYOUTS, REGISTRY, REPO, hosts_with, load_layout
+
+# The custom module kinds the formulas ship (formulas/_modules, _states):
+# each synced by a step of its own.
+SYNCS = [f"sync-{path.name[1:]}" for path in sorted((REPO / "formulas").glob("_*"))]
 
 
 def step_args(step):
@@ -20,8 +24,9 @@ def expected_steps(topology):
     topology (its variants) says."""
     registry = resolve_registry(REGISTRY, topology)
     everyone = list(topology["hosts"])
-    steps = [("refresh-pillar", None, everyone), ("sync-modules", None, everyone), ("update-mine", None, everyone),
-             ("host-check", "stack.host", everyone), ("firewall", "firewall", everyone)]
+    steps = [("refresh-pillar", None, everyone), *((sync, None, everyone) for sync in SYNCS),
+             ("update-mine", None, everyone), ("host-check", "stack.host", everyone),
+             ("firewall", "firewall", everyone)]
     for role in sorted(registry["roles"], key=lambda r: registry["roles"][r]["deploy"]["step"]):
         holders = hosts_with(topology, role)
         states = registry["roles"][role]["states"]
@@ -38,6 +43,7 @@ def expected_steps(topology):
 
 @pytest.mark.parametrize("layout", LAYOUTS)
 def test_orchestrate_follows_the_registry(master, layout):
+    assert SYNCS == ["sync-modules", "sync-states"]
     topology = load_layout(layout)
     master.renderer.use_layout(layout)
     steps = master.orchestrate_steps()
@@ -54,7 +60,7 @@ def test_orchestrate_follows_the_registry(master, layout):
     names = [name for name, _, _ in expected]
     for before, after in zip(names, names[1:]):
         assert {"salt": before} in step_args(steps[after])["require"], (before, after)
-        if after not in ("sync-modules", "update-mine", "retire-moved-roles", "minion-config"):
+        if after not in (*SYNCS, "update-mine", "retire-moved-roles", "minion-config"):
             assert step_args(steps[after]).get("failhard") is True, after
 
 
