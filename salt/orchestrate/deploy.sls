@@ -88,10 +88,9 @@ def run():
         plan[step] = {"salt.state": _on(hosts, sls=states, failhard=True,
                                         require=[{"salt": previous}], **envs, **extra)}
         previous = step
-    plan["retire-moved-roles"] = {"salt.state": _on(everyone, sls="stack.retire",
-                                                    require=[{"salt": previous}], **envs)}
-    # Last, once every host is deployed in order: from now on each host
-    # converges itself at every boot (topology:salt_master).
-    plan["minion-config"] = {"salt.state": _on(everyone, sls="salt_minion",
-                                               require=[{"salt": "retire-moved-roles"}], **envs)}
+    # Last, once every host is deployed in order: roles that moved away
+    # leave their old hosts, then each host converges itself at every boot
+    # from now on (topology:salt_master). One run per host for both.
+    plan["retire-and-minion-config"] = {"salt.state": _on(everyone, sls=["stack.retire", "salt_minion"],
+                                                          require=[{"salt": previous}], **envs)}
     return plan

@@ -38,7 +38,7 @@ def expected_steps(topology):
         elif holders:
             # After the leader, one host at a time (rolling_batch 1, the default).
             steps += [(f"{role}-batch-{n}", states, [host]) for n, host in enumerate(holders[1:], start=1)]
-    return steps + [("retire-moved-roles", "stack.retire", everyone), ("minion-config", "salt_minion", everyone)]
+    return steps + [("retire-and-minion-config", ["stack.retire", "salt_minion"], everyone)]
 
 
 @pytest.mark.parametrize("layout", LAYOUTS)
@@ -60,7 +60,7 @@ def test_orchestrate_follows_the_registry(master, layout):
     names = [name for name, _, _ in expected]
     for before, after in zip(names, names[1:]):
         assert {"salt": before} in step_args(steps[after])["require"], (before, after)
-        if after not in (*SYNCS, "update-mine", "retire-moved-roles", "minion-config"):
+        if after not in (*SYNCS, "update-mine", "retire-and-minion-config"):
             assert step_args(steps[after]).get("failhard") is True, after
 
 
