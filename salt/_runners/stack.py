@@ -35,8 +35,6 @@ STACK_ENV = "stack"
 POSTGRES_DATA_ROOT = "/var/lib/postgresql"
 # patronictl for the host's cluster (formulas/patroni/map.jinja, cluster_command).
 PATRONI_CLUSTER = "/usr/local/sbin/patroni-cluster"
-# djangostack's contract: the load balancers' health check (djangostack/README.md).
-HEALTH_PATH = "/healthz"
 STATUS_COLUMNS = ("TIER", "HOST", "WHAT", "STATE", "DETAIL")
 # Asked of every member, plain or Patroni: one JSON document (the leader lists its replicas).
 DATABASE_QUERY = """SELECT json_build_object(
@@ -124,7 +122,10 @@ def collect(view, saltenv):
     _call(everyone, "saltutil.sync_modules", kwarg={"saltenv": saltenv})
     returns = {"answered": set(_call(everyone, "test.ping"))}
     if holders["loadbalancer"]:
-        targets = upstream_targets(lib.build_pillar(holders["loadbalancer"][0], view["site"], view["registry"]))
+        # The app's health view, as the vassals' reload check asks it.
+        health_path = _formula_file(saltenv, "django", "defaults.yaml")["django"]["app_defaults"]["health_path"]
+        targets = upstream_targets(lib.build_pillar(holders["loadbalancer"][0], view["site"], view["registry"]),
+                                   health_path)
         returns["upstreams"] = _call(holders["loadbalancer"], "stackstatus.probe_upstreams", [targets])
     uwsgi = _formula_file(saltenv, "uwsgi", "defaults.yaml")["uwsgi"]
     returns["uwsgi"] = _call(holders["app"], "stackstatus.uwsgi_stats", [sorted(apps), uwsgi["stats_dir"]])
@@ -210,15 +211,15 @@ def format_plan_report(plan_table, changes, saltenv, pillarenv, table):
     return "\n".join(lines)
 
 
-def upstream_targets(lb_pillar):
+def upstream_targets(lb_pillar, health_path):
     """What each load balancer's nginx sends its upstreams, from its pillar
-    (nginx:loadbalancer:sites): the health check over uwsgi to every app
+    (nginx:loadbalancer:sites): the health view over uwsgi to every app
     host, and an HTTP GET of / to every media host (any answer but a 5xx
     is up), per site."""
     targets = []
     for app, site in sorted(lb_pillar["nginx"]["loadbalancer"]["sites"].items()):
         common = {"site": app, "host": site["server_names"][0], "scheme": "https" if site.get("tls") else "http"}
-        targets += [{**common, "kind": "app", "server": s, "protocol": "uwsgi", "path": HEALTH_PATH}
+        targets += [{**common, "kind": "app", "server": s, "protocol": "uwsgi", "path": health_path}
                     for s in site["app_upstreams"]]
         targets += [{**common, "kind": "media", "server": s, "protocol": "http", "path": "/"}
                     for s in site["media_upstreams"]]

@@ -222,11 +222,13 @@ def test_upstreams_up_down_and_failing_as_the_load_balancer_finds_them():
 def test_upstream_targets_are_the_load_balancers_own_upstreams(tmp_path):
     site = stackpillar.load_site([str(site_dir(tmp_path, "scaled"))])
     lb = stackpillar.build_pillar("lb-01.example.internal", site, REGISTRY)
-    targets = runner.upstream_targets(lb)
+    health_path = yaml.safe_load((REPO / "formulas" / "django" / "defaults.yaml").read_text())[
+        "django"]["app_defaults"]["health_path"]
+    targets = runner.upstream_targets(lb, health_path)
     sites = lb["nginx"]["loadbalancer"]["sites"]
     assert [t["server"] for t in targets if t["kind"] == "app"] == sites["demo"]["app_upstreams"]
     assert [t["server"] for t in targets if t["kind"] == "media"] == sites["demo"]["media_upstreams"]
-    assert {(t["protocol"], t["path"]) for t in targets if t["kind"] == "app"} == {("uwsgi", "/healthz")}
+    assert {(t["protocol"], t["path"]) for t in targets if t["kind"] == "app"} == {("uwsgi", health_path)}
     assert {t["host"] for t in targets} == {APPS["demo"]["server_names"][0]}
 
 
