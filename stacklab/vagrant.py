@@ -75,7 +75,7 @@ def _topology_data(topology) -> dict:
 # here) run Python 5-50x slower: one pillar compile on the master can outlast
 # a minion's 60 s request timeout, and a minion's answer to find_job the
 # master's 30 s. Lab patience only, not the stack's: the VMs' own config.
-EMULATED_MASTER_SETTINGS = """\
+EMULATED_MASTER_WAITS = """\
 # Software-emulated VMs (stacklab vagrant-site --emulated): wait longer.
 timeout: 120
 gather_job_timeout: 300
@@ -105,9 +105,9 @@ def prepare(layout: str, state_dir: Path, *, settings=None, progress: Progress |
     hosts = list(topology.hosts)
     keys = site.minion_keys(root / "pki", hosts)
     bundle = root / "master"
+    waits = {"waits": EMULATED_MASTER_WAITS} if emulated else {}
     site.write_atomic(bundle / "django-stack.conf",
-                      master_conf(settings.repo, base_roots=(), lab_files=False)
-                      + (EMULATED_MASTER_SETTINGS if emulated else ""), 0o644)
+                      master_conf(settings.repo, base_roots=(), lab_files=False, **waits), 0o644)
     pubs = bundle / "minions"
     pubs.mkdir(parents=True, exist_ok=True)
     for stale in set(p.name for p in pubs.iterdir()) - set(hosts):
