@@ -149,8 +149,6 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--admin-network", action="append", default=[], metavar="CIDR",
                    help="also let ssh in from CIDR (added to topology:admin_networks, if the layout has them): "
                    "where Vagrant's ssh comes from")
-    p.add_argument("--emulated", action="store_true",
-                   help="machines under software emulation (libvirt's qemu driver): longer Salt timeouts")
     p = sub.add_parser("vagrant-image", help="build (or reuse) the image of the Vagrantfile's docker "
                        "provider: the base image with a vagrant user (passwordless sudo, Vagrant's key)")
     p.add_argument("--release", choices=RELEASES, default=None)
@@ -210,7 +208,7 @@ def _run(args, progress: Progress) -> int:
         from . import vagrant
         config = vagrant.prepare(args.layout_arg or args.layout or DEFAULT_LAYOUT, args.state_dir.resolve(),
                                  progress=progress, build_image=args.image,
-                                 admin_networks=args.admin_network, emulated=args.emulated)
+                                 admin_networks=args.admin_network)
         print(json.dumps(config, indent=2))
         return 0
     if verb == "vagrant-image":

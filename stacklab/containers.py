@@ -43,8 +43,10 @@ MASTER_SETTINGS = """\
 # Keys are pre-seeded; never accept unknown minions.
 auto_accept: false
 open_mode: false
-# Two shared CPU cores: a few workers (and MASTER_WAITS).
+# Two shared CPU cores: a few workers, and patience with slow minions.
 worker_threads: 4
+timeout: 30
+gather_job_timeout: 30
 # See new files under the roots at once (the default caches lists for 20s).
 fileserver_list_cache_time: 0
 state_output: changes
@@ -53,27 +55,18 @@ pillar_safe_render_error: false
 """
 
 
-# Patience with slow minions: how long a job is waited for before the
-# master asks whether it still runs, and for that answer.
-MASTER_WAITS = """\
-timeout: 30
-gather_job_timeout: 30
-"""
-
-
 # The environment salt/masterless.conf serves the stack from.
 STACK_FILE_ENV = "stack"
 
 
-def master_conf(repo: Path, base_roots: Sequence[str] = ("/srv/lab-base",), lab_files: bool = True,
-                waits: str = MASTER_WAITS) -> str:
+def master_conf(repo: Path, base_roots: Sequence[str] = ("/srv/lab-base",), lab_files: bool = True) -> str:
     """A master's configuration for the stack: its roots as salt/masterless.conf
     names them (its own environment, `stack`, so a site's own base top file
     and its other minions are left alone), the stack's runners
     (salt/_runners), ``base_roots`` as `base` (the
     lab's stand-in for a site's own states; none on the Vagrantfile's
     master), with ``lab_files`` the site dir's SITE_STATE_DIR first among
-    the stack's roots (the lab's tests only), MASTER_SETTINGS and ``waits``. Roots are
+    the stack's roots (the lab's tests only), and MASTER_SETTINGS. Roots are
     read-only mounts of the repo: an edit there is live at the next apply."""
     stack = yaml.safe_load((repo / "salt" / "masterless.conf").read_text())
     base = {"base": list(base_roots)} if base_roots else {}
@@ -86,7 +79,7 @@ def master_conf(repo: Path, base_roots: Sequence[str] = ("/srv/lab-base",), lab_
              # (as README's master configuration has it).
              "runner_dirs": [f"{stack['file_roots'][STACK_FILE_ENV][0]}/_runners"]}
     return ("# Written by stacklab (containers.master_conf).\n"
-            + yaml.safe_dump(roots, default_flow_style=None, sort_keys=False) + MASTER_SETTINGS + waits)
+            + yaml.safe_dump(roots, default_flow_style=None, sort_keys=False) + MASTER_SETTINGS)
 
 
 MINION_CONF = """\

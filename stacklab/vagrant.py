@@ -71,25 +71,12 @@ def _topology_data(topology) -> dict:
     return (yaml.safe_load(topology.text) or {}).get("topology") or {}
 
 
-# Machines under software emulation (libvirt's qemu driver: no usable KVM
-# here) run Python 5-50x slower: one pillar compile on the master can outlast
-# a minion's 60 s request timeout, and a minion's answer to find_job the
-# master's 30 s. Lab patience only, not the stack's: the VMs' own config.
-EMULATED_MASTER_WAITS = """\
-# Software-emulated VMs (stacklab vagrant-site --emulated): wait longer.
-timeout: 120
-gather_job_timeout: 300
-"""
-EMULATED_MINION_SETTINGS = "request_channel_timeout: 600\nauth_timeout: 60\nreturn_retry_timer: 30\nreturn_retry_timer_max: 60\n"
-
-
 def prepare(layout: str, state_dir: Path, *, settings=None, progress: Progress | None = None,
-            build_image: bool = False, admin_networks: list[str] = (), emulated: bool = False) -> dict:
+            build_image: bool = False, admin_networks: list[str] = ()) -> dict:
     """Write the layout's site pillar root, keys and master bundle under
     ``state_dir``/<layout>/ and return what the Vagrantfile reads.
     ``admin_networks``: where else ssh must come from (Vagrant's own
-    address on a provider's management network); ``emulated``: machines
-    under software emulation, whose Salt needs longer timeouts."""
+    address on a provider's management network)."""
     from . import docker, site, topology as topo_mod
     from .config import Settings, check_release
     from .containers import master_conf
@@ -105,9 +92,7 @@ def prepare(layout: str, state_dir: Path, *, settings=None, progress: Progress |
     hosts = list(topology.hosts)
     keys = site.minion_keys(root / "pki", hosts)
     bundle = root / "master"
-    waits = {"waits": EMULATED_MASTER_WAITS} if emulated else {}
-    site.write_atomic(bundle / "django-stack.conf",
-                      master_conf(settings.repo, base_roots=(), lab_files=False, **waits), 0o644)
+    site.write_atomic(bundle / "django-stack.conf", master_conf(settings.repo, base_roots=(), lab_files=False), 0o644)
     pubs = bundle / "minions"
     pubs.mkdir(parents=True, exist_ok=True)
     for stale in set(p.name for p in pubs.iterdir()) - set(hosts):
@@ -127,8 +112,6 @@ def prepare(layout: str, state_dir: Path, *, settings=None, progress: Progress |
         "site_dir": str(root / "site"),
         "pki_dir": str(root / "pki"),
         "master_dir": str(bundle),
-        # Extra lines of each minion's bootstrap config (vagrant/provision-minion.sh).
-        "minion_settings": EMULATED_MINION_SETTINGS if emulated else "",
         "wheelhouse": str(settings.wheelhouse(release)),
         "release": release,
         "image": image,

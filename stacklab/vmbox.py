@@ -60,6 +60,11 @@ SALT_SLOW_VM = """\
 # Written into the VM box by stacklab (stacklab/vmbox.py): patience for
 # software-emulated VMs; upper bounds only, so harmless on fast ones.
 request_channel_timeout: 600
+# A minion's sign-in and job returns: one try per minute, not per 5-15 s
+# (each retry is more work for a master that is already behind).
+auth_timeout: 60
+return_retry_timer: 30
+return_retry_timer_max: 60
 timeout: 120
 gather_job_timeout: 300
 # A publish (the master's to its minions, and each daemon's event bus) that

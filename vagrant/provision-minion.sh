@@ -4,10 +4,9 @@
 # takes over the minion's configuration at the first deploy), and the
 # keypair the master was pre-seeded with. The minion is restarted only when
 # one of them changed, so a second `vagrant provision` changes nothing.
-#   provision-minion.sh MINION_ID MASTER_ADDRESS KEY_UPLOAD_PREFIX [EXTRA_SETTINGS]
-# EXTRA_SETTINGS: more lines for the same file (longer timeouts on emulated VMs).
+#   provision-minion.sh MINION_ID MASTER_ADDRESS KEY_UPLOAD_PREFIX
 set -eu
-id=$1 master=$2 upload=$3 extra=${4:-}
+id=$1 master=$2 upload=$3
 changed=no
 
 # install_if_changed SRC DEST MODE: DEST becomes SRC's content.
@@ -20,7 +19,7 @@ install_if_changed() {
 }
 
 conf=$(mktemp)
-printf 'master: %s\nid: %s\n%s' "$master" "$id" "$extra" >"$conf"
+printf 'master: %s\nid: %s\n' "$master" "$id" >"$conf"
 install_if_changed "$conf" /etc/salt/minion.d/vagrant.conf 0644
 rm -f "$conf"
 install_if_changed "$upload.pem" /etc/salt/pki/minion/minion.pem 0400

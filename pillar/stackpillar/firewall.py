@@ -3,6 +3,7 @@ the host holds, each open to the addresses of the hosts holding a role the
 port lists in `from` (anyone for `public`), and ssh from the admin networks.
 The firewall formula writes it as one nftables table; the plan (plan.py)
 reads the same ports as who talks to whom."""
+from .salt_minion import master_address
 from .topology import hosts_with, role_port
 
 SSH_PORT = 22
@@ -33,10 +34,12 @@ def role_listeners(topology, registry, apps, host_id):
 
 
 def host_firewall(topology, registry, apps, host_id):
-    """{'rules': [{port, sources, why}]} for ``host_id``, ordered by port;
-    sources None = any address. ``registry`` is resolved for the topology
-    (its `with` variants applied). The host's own address needs no rule: its
-    traffic to itself arrives on lo."""
+    """{'rules': [{port, sources, why}], 'salt_master': {address, ports} or
+    None} for ``host_id``, rules ordered by port; sources None = any address.
+    ``registry`` is resolved for the topology (its `with` variants applied).
+    The host's own address needs no rule: its traffic to itself arrives on
+    lo. salt_master: the master this host's minion connects to (none on the
+    master itself, or without one)."""
     # Without admin_networks ssh stays open to all (topology_warnings says so).
     rules = [{"port": SSH_PORT, "sources": topology.get("admin_networks"), "why": "ssh from the admin networks"}]
     for listener in role_listeners(topology, registry, apps, host_id):
@@ -48,7 +51,9 @@ def host_firewall(topology, registry, apps, host_id):
         minions = [address for h, address in _addresses(topology) if h != host_id]
         rules += [{"port": port, "sources": minions, "why": "salt-master from every host"}
                   for port in SALT_MASTER_PORTS if minions]
-    return {"rules": sorted(rules, key=lambda rule: rule["port"])}
+    master = master_address(topology) if topology.get("salt_master") != host_id else None
+    return {"rules": sorted(rules, key=lambda rule: rule["port"]),
+            "salt_master": {"address": master, "ports": list(SALT_MASTER_PORTS)} if master else None}
 
 
 def _addresses(topology):

@@ -63,6 +63,21 @@ def test_a_master_in_the_topology_opens_salts_ports_to_every_other_host(renderer
     assert {p: sorted(rules_by_port(host_pillar(renderer, topology, "db1"))[p]) for p in (4505, 4506)} == \
         {4505: others, 4506: others}
     assert 4505 not in rules_by_port(host_pillar(renderer, topology, "app1"))
+    # Replies and jobs from the master's ports are let in on every other host.
+    assert host_pillar(renderer, topology, "db1")["firewall"]["salt_master"] is None
+    assert host_pillar(renderer, topology, "app1")["firewall"]["salt_master"] == \
+        {"address": topology["hosts"]["db1"]["address"], "ports": [4505, 4506]}
+
+
+def test_every_host_lets_in_what_its_salt_master_sends_and_a_masterless_one_nothing(renderer):
+    """The table's first load starts connection tracking: the minion's
+    connections to its master, opened before, are let in by the master's
+    ports (a lost job otherwise)."""
+    topology = copy.deepcopy(load_layout("three-tier"))
+    assert host_pillar(renderer, topology, "lb1")["firewall"]["salt_master"] == \
+        {"address": topology["salt_master"], "ports": [4505, 4506]}
+    del topology["salt_master"]
+    assert host_pillar(renderer, topology, "lb1")["firewall"]["salt_master"] is None
 
 
 def test_without_admin_networks_ssh_is_open_to_all_and_every_apply_says_so(renderer):
