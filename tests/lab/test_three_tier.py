@@ -154,6 +154,32 @@ class TestThreeTier(checks.LayoutSuite):
         for host in hosts:
             assert "192.0.2.0/24" not in lab.exec(host, ["nft", "list", "table", "inet", table], check=True).stdout
 
+    def test_jobs_reach_a_host_whose_connection_tracking_never_saw_the_minions_connections(self, lab, topology,
+                                                                                           say):
+        """On a real host the firewall's first load is what starts connection
+        tracking, so the minion's connections to its master, opened before,
+        are unknown to it (the lab's containers track from their start:
+        Docker's DNS rules). Forgetting them here stands in for that: the
+        master's next publish arrives as a new packet, and the table must
+        still let it in (firewall:salt_master), or the minion misses every
+        job until its TCP keepalive."""
+        hosts = list(topology["hosts"])
+        for host in hosts:   # the lab's tool, not the stack's
+            lab.exec(host, "command -v conntrack >/dev/null || apt-get install -y -qq conntrack >/dev/null || "
+                           "(apt-get update -qq && apt-get install -y -qq conntrack >/dev/null)", check=True, timeout=300)
+        rounds, missed = 0, []
+        for _ in range(3):
+            for host in hosts:
+                # Every tracked flow of the minion to Salt's ports, both directions.
+                for port in (4505, 4506):
+                    lab.exec(host, f"conntrack -D -p tcp --dport {port} >/dev/null 2>&1 || true")
+            got = lab.salt("-L", ",".join(hosts), "test.ping", "--timeout=20")
+            rounds += 1
+            missed += [h for h in hosts if got.get(h) is not True]
+        say(f"test.ping after the minions' connections were forgotten: rounds {rounds} x {len(hosts)} hosts, "
+            f"missed {len(missed)} {missed}")
+        assert rounds == 3 and not missed
+
     def test_the_plain_database_archives_to_the_repository_and_restores_from_it(self, lab, topology, say):
         """One PostgreSQL (no Patroni) archives through its own settings; a
         restore of the whole archive holds every row the live one has."""
