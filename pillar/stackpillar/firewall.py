@@ -47,11 +47,13 @@ def host_firewall(topology, registry, apps, host_id):
         rules.append({"port": listener["port"],
                       "sources": None if peers is None else [topology["hosts"][h]["address"] for h in peers],
                       "why": f"{listener['role']} {listener['name']} from {', '.join(listener['from'])}"})
+    master = None
     if topology.get("salt_master") == host_id:
         minions = [address for h, address in _addresses(topology) if h != host_id]
         rules += [{"port": port, "sources": minions, "why": "salt-master from every host"}
                   for port in SALT_MASTER_PORTS if minions]
-    master = master_address(topology) if topology.get("salt_master") != host_id else None
+    else:
+        master = master_address(topology)
     return {"rules": sorted(rules, key=lambda rule: rule["port"]),
             "salt_master": {"address": master, "ports": list(SALT_MASTER_PORTS)} if master else None}
 

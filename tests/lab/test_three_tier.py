@@ -167,11 +167,13 @@ class TestThreeTier(checks.LayoutSuite):
         for host in hosts:   # the lab's tool, not the stack's
             lab.exec(host, "command -v conntrack >/dev/null || apt-get install -y -qq conntrack >/dev/null || "
                            "(apt-get update -qq && apt-get install -y -qq conntrack >/dev/null)", check=True, timeout=300)
+        # The master's ports as each host's firewall has them.
+        ports = {host: lab.pillar(host)["firewall"]["salt_master"]["ports"] for host in hosts}
         rounds, missed = 0, []
         for _ in range(3):
             for host in hosts:
                 # Every tracked flow of the minion to Salt's ports, both directions.
-                for port in (4505, 4506):
+                for port in ports[host]:
                     lab.exec(host, f"conntrack -D -p tcp --dport {port} >/dev/null 2>&1 || true")
             got = lab.salt("-L", ",".join(hosts), "test.ping", "--timeout=20")
             rounds += 1
