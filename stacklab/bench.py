@@ -61,7 +61,15 @@ from .bench_results import (Row, failover_seconds, interleaved, lag_figures, loa
 from .util import LabError
 
 GROUPS = ("convergence", "static", "django", "sustained", "replication", "scale-out", "failover")
-STATIC_FILES = {"16k": 16 * 1024, "200k": 200 * 1024}   # /static/bench-<size>.bin
+STATIC_FILES = {"16k": 16 * 1024, "200k": 200 * 1024}
+
+
+def static_name(size: str) -> str:
+    """A bench file's name, hashed as collectstatic's are (12 hex digits), so
+    the media hosts mark it immutable and the load balancers may keep it."""
+    return f"bench-{size}.0123456789ab.bin"
+
+
 # (row id, what, path) of the Django pages.
 DJANGO_PAGES = (("cached", "a cached page /recent (rendered once a minute, from memcached)", "/recent"),
                 ("healthz", "/healthz (a database query, a cache set/get/delete)", "/healthz"),
@@ -293,7 +301,7 @@ def put_static_files(lab, host: str, directory: str) -> None:
     lines = [f"d={shlex.quote(directory)}",
              'test -d "$d" || { echo "$d missing: is the lab deployed?" >&2; exit 1; }']
     for size, length in STATIC_FILES.items():
-        lines.append(f'f="$d/bench-{size}.bin"; [ "$(stat -c %s "$f" 2>/dev/null)" = {length} ] || '
+        lines.append(f'f="$d/{static_name(size)}"; [ "$(stat -c %s "$f" 2>/dev/null)" = {length} ] || '
                      f'{{ head -c {length} /dev/urandom >"$f.tmp" && chown --reference="$d" "$f.tmp" && '
                      f'chmod 0644 "$f.tmp" && mv "$f.tmp" "$f"; }}')
     lab.exec(host, "set -e\n" + "\n".join(lines), check=True)
@@ -397,7 +405,7 @@ def static_rows(b: Bench) -> list[Row]:
     direct = f"http://{media[0].address}:{registry_port(b.lab.topology.registry, 'media', 'media')}"
     note = f"the LB spreads over {len(media)} media hosts" if len(media) > 1 else ""
     return [b.compare(f"static-{size}", f"{size} static: LB (HTTPS) vs {media[0].id}'s nginx direct",
-                      b.lb, f"/static/bench-{size}.bin", direct, note) for size in STATIC_FILES]
+                      b.lb, f"/static/{static_name(size)}", direct, note) for size in STATIC_FILES]
 
 
 def django_rows(b: Bench) -> list[Row]:

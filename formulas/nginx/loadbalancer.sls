@@ -151,6 +151,14 @@ nginx-acme-renewal-timer:
       - pkg: nginx-tls-tools
 {%- endif %}
 
+nginx-loadbalancer-static-cache:
+  file.directory:
+    - name: {{ lb.static_cache.path }}
+    - user: {{ nginx.user }}
+    - group: {{ nginx.group }}
+    - mode: '0700'
+    - makedirs: True
+
 nginx-loadbalancer-site:
   file.managed:
     - name: /etc/nginx/sites-enabled/loadbalancer.conf
@@ -164,5 +172,6 @@ nginx-loadbalancer-site:
     - check_cmd: /usr/local/sbin/nginx-test-candidate sites-enabled/loadbalancer.conf
     - require:
       - file: nginx-main-config
+      - file: nginx-loadbalancer-static-cache
     - watch_in:
       - service: nginx-service

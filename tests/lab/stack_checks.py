@@ -37,6 +37,7 @@ def formula_defaults(formula):
 
 BACKUP_STANZA = stackpillar.adapters.BACKUP_STANZA
 MEDIA_ROOT = formula_defaults("nginx")["media"]["root"]
+STATIC_CACHE = formula_defaults("nginx")["loadbalancer"]["static_cache"]["path"]
 MEDIA_PORT = role_ports("media")["media"][0]
 MEDIA_DAV_PORT = role_ports("media")["media_dav"][0]
 MEDIA_WRITERS = formula_defaults("nginx")["media"]["writers_dir"]
@@ -276,6 +277,8 @@ def check_site(lab, topology):
         kept = formula_defaults("django")["app_defaults"]["static_releases_kept"]
         index = request(address, "/static/staticfiles-releases/index.json")
         assert index.status == 200 and 1 <= len(json.loads(index.body)) <= kept, (index.status, index.text[:200])
+        # It changes in place: revalidated, never kept by the LB or a browser.
+        assert index.header("cache-control") == "no-cache", index.headers
 
         # A whole page from the cache: rendered once, then the same bytes.
         recent = [request(address, "/recent") for _ in range(2)]
@@ -288,7 +291,11 @@ def check_site(lab, topology):
         static = request(address, css)
         assert static.status == 200
         assert static.header("x-media-host") in media_hosts
-        assert "max-age=31536000" in static.header("cache-control")
+        assert static.header("cache-control") == "public, max-age=31536000, immutable", static.headers
+        # The LB keeps it (the key, in its cache file, ends with the path).
+        assert request(address, css).body == static.body
+        kept_by_lb = lab.exec(lb, ["grep", "-rlF", "--", css, STATIC_CACHE])
+        assert kept_by_lb.returncode == 0, f"{css} not in {lb}'s {STATIC_CACHE}"
 
         check_upload(lab, lb, media_hosts)
 
