@@ -17,7 +17,7 @@ import yaml
 import stack_checks as checks
 import stackpillar
 from stackpillar import connections, timeouts
-from stacklab import containers, site
+from stacklab import bench, bench_results, containers, site
 from stacklab.saltctl import STACK_ENV
 from tests.layouts import REPO
 
@@ -208,6 +208,28 @@ class TestThreeTier(checks.LayoutSuite):
         # Connections to memcached and Postgres are held, not opened per request.
         assert result.new_cache_connections < result.requests / 100, result
         assert result.database_connections <= result.database_connection_limit, result
+
+    def test_the_benchmark_measures_static_and_django_rows_against_their_references(self, lab, topology,
+                                                                                      tmp_path, say):
+        """./lab bench's static and django groups, one short round each: every
+        row has both sides measured with real traffic and no error, the files
+        are written, and the static rows were answered from the LB's cache.
+        The figures are printed, never asserted: they are the bench's to
+        publish (README, Benchmarks), not a timed test's."""
+        opts = bench.Options(rounds=1, seconds=2, only=("static", "django"), out=tmp_path / "bench")
+        rows = bench.Bench(lab, opts).run()
+        say(bench_results.markdown_table(rows))
+        assert [r.id for r in rows] == [f"static-{size}" for size in bench.STATIC_FILES] + [
+            row_id for row_id, _what, _path in bench.DJANGO_PAGES]
+        for row in rows:
+            for side in (row.stack, row.reference):
+                assert side["requests"] > 0 and side["non_2xx"] == 0 and side["errors"] == 0, row
+            assert row.ratio["rps"] > 0, row
+        assert {p.name for p in opts.out.iterdir()} >= {"results.md", "results.json", "results.png"}
+        lb = checks.hosts_with(topology, "loadbalancer")[0]
+        for size in bench.STATIC_FILES:
+            cached = lab.exec(lb, ["grep", "-rlF", "--", f"/static/{bench.static_name(size)}", checks.STATIC_CACHE])
+            assert cached.returncode == 0, f"{bench.static_name(size)} not in {lb}'s {checks.STATIC_CACHE}"
 
     def test_a_wrong_topology_stops_the_deploy_before_any_host_changes(self, lab, topology, lab_topology):
         wrong = yaml.safe_load(yaml.safe_dump(topology))
