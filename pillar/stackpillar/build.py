@@ -5,7 +5,7 @@ from collections import namedtuple
 from . import adapters
 from .connections import max_connections
 from .firewall import host_firewall
-from .registry import resolve_registry, roles_in_deploy_order
+from .registry import related_roles, resolve_registry, roles_in_deploy_order
 from .salt_minion import minion_config
 from .site import check_apps
 from .timeouts import check_timeouts
@@ -105,9 +105,11 @@ def deploy_steps(topology, registry):
     (<role>-batch-N), else all of them at once (<role>).
 
     A step's needs, the earlier steps it waits for: a role's first step
-    waits for every step of the roles in its deploy:after; each further
-    step of a role for the one before it; and any step for every earlier
-    step targeting one of its hosts, since two state runs on one minion
+    waits for every step of the roles with a lower deploy step tied to it
+    by requires, either way (app requires the database; etcd, requiring
+    the database, comes before Patroni's members); each further step of a
+    role for the one before it; and any step for every earlier step
+    targeting one of its hosts, since two state runs on one minion
     conflict. Steps that do not wait for each other may run at once; with
     every role on one host, each step waits for all before it."""
     registry = resolve_registry(registry, topology)
@@ -128,9 +130,11 @@ def deploy_steps(topology, registry):
             size = topology["rolling_batch"]
             groups += [(f"{role}-batch-{number}", rest[first:first + size])
                        for number, first in enumerate(range(0, len(rest), size), start=1)]
+        earlier_related = [other for other in related_roles(registry, role)
+                           if registry["roles"][other]["deploy"]["step"] < deploy["step"]]
         own = of_role.setdefault(role, [])
         for name, hosts in groups:
-            waits = set(own[-1:]) if own else {s for other in deploy["after"] for s in of_role.get(other, [])}
+            waits = set(own[-1:]) if own else {s for other in earlier_related for s in of_role.get(other, [])}
             waits |= {s.name for s in steps if set(s.hosts) & set(hosts)}
             steps.append(Step(name, entry["states"], hosts, [s.name for s in steps if s.name in waits]))
             own.append(name)

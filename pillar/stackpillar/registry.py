@@ -15,7 +15,7 @@ HOSTS_KEYS = {"min", "max", "odd", "advise"}
 WITH_KEYS = {"summary", "hosts", "states", "deploy", "retire", "ports", "expect"}
 OPTION_TYPES = {"int", "port", "size"}
 OPTION_KEYS = {"type", "min", "max", "same_on_every_host", "default"}
-DEPLOY_KEYS = {"step", "after", "leader_first", "rolling"}
+DEPLOY_KEYS = {"step", "leader_first", "rolling"}
 
 
 def load_registry(path=None):
@@ -58,18 +58,13 @@ def load_registry(path=None):
             if not isinstance(variant, dict) or set(variant) - WITH_KEYS:
                 raise TopologyError(vkey, f"may replace only {sorted(WITH_KEYS)}")
             _check_entry(vkey, variant, role, roles)
-    # Once every entry has its shape: each `after` role deploys earlier.
-    for name, role in roles.items():
-        _check_after(f"roles:{name}", name, role, roles)
-        for other, variant in (role.get("with") or {}).items():
-            _check_after(f"roles:{name}:with:{other}", name, variant, roles)
     return data
 
 
 def _check_entry(key, entry, role, roles):
     """The parts a `with` variant may replace too: hosts, deploy and ports."""
     if "deploy" in entry:
-        _check_deploy(f"{key}:deploy", entry["deploy"], roles)
+        _check_deploy(f"{key}:deploy", entry["deploy"])
     hosts = entry.get("hosts")
     if hosts is not None:
         if not isinstance(hosts, dict) or set(hosts) - HOSTS_KEYS:
@@ -87,48 +82,21 @@ def _check_entry(key, entry, role, roles):
             raise TopologyError(f"{key}:ports:{port_name}:option", f"{option} is not an option of the role")
 
 
-def _check_deploy(key, deploy, roles):
-    """deploy: {step, after, leader_first?, rolling?}, each of its kind."""
+def _check_deploy(key, deploy):
+    """deploy: {step, leader_first?, rolling?}: a misspelt flag would be
+    ignored without a word, and steps that are not numbers cannot be
+    ordered."""
     if not isinstance(deploy, dict):
         raise TopologyError(key, f"a mapping of {sorted(DEPLOY_KEYS)}")
-    if set(deploy) - DEPLOY_KEYS:
-        raise TopologyError(key, f"unknown keys {sorted(set(deploy) - DEPLOY_KEYS)} (known: {sorted(DEPLOY_KEYS)})")
-    for required in ("step", "after"):
-        if required not in deploy:
-            raise TopologyError(f"{key}:{required}", "missing" + (
-                "" if required == "step" else ": the roles whose steps this role's first step waits for "
-                                              "([] for none)"))
-    step = deploy["step"]
+    unknown = set(deploy) - DEPLOY_KEYS
+    if unknown:
+        raise TopologyError(key, f"unknown keys {sorted(unknown)} (known: {sorted(DEPLOY_KEYS)})")
+    step = deploy.get("step")
     if not isinstance(step, int) or isinstance(step, bool):
         raise TopologyError(f"{key}:step", f"must be a whole number (got {step!r})")
-    after = deploy["after"]
-    if not isinstance(after, list):
-        raise TopologyError(f"{key}:after", f"must be a list of roles (got {after!r})")
-    for other in after:
-        if other not in roles:
-            raise TopologyError(f"{key}:after", f"unknown role {other}")
     for flag in ("leader_first", "rolling"):
         if not isinstance(deploy.get(flag, False), bool):
             raise TopologyError(f"{key}:{flag}", f"must be true or false (got {deploy[flag]!r})")
-
-
-def _check_after(key, name, entry, roles):
-    """Every role in deploy:after has a lower step than this entry, in its
-    own entry and every variant: the deploy's order (lower steps first)
-    is then an order that keeps every `after`, and no two roles can wait
-    for each other."""
-    if "deploy" not in entry:
-        return
-    step = entry["deploy"]["step"]
-    for other in entry["deploy"]["after"]:
-        if other == name:
-            raise TopologyError(f"{key}:deploy:after", f"{other} is this role: its own steps follow each "
-                                "other already (leader_first, rolling)")
-        variants = [roles[other], *(roles[other].get("with") or {}).values()]
-        later = sorted({v["deploy"]["step"] for v in variants if "deploy" in v and v["deploy"]["step"] >= step})
-        if later:
-            raise TopologyError(f"{key}:deploy:after", f"{other} deploys at step {later[0]}, not before this "
-                                f"role's step {step}: a role comes after roles with lower steps only")
 
 
 def effective_role(registry, role, present):
@@ -157,3 +125,11 @@ def resolve_registry(registry, topology):
 
 def roles_in_deploy_order(registry):
     return sorted(registry["roles"], key=lambda r: registry["roles"][r]["deploy"]["step"])
+
+
+def related_roles(registry, role):
+    """The roles tied to ``role`` by requires: those it requires and those
+    requiring it."""
+    roles = registry["roles"]
+    return [other for other in roles
+            if other in (roles[role].get("requires") or []) or role in (roles[other].get("requires") or [])]

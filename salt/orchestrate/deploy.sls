@@ -7,14 +7,14 @@ builds every host's pillar first: a wrong topology or a secret that is
 missing, a placeholder or weak stops the deploy here, naming the key and the
 host, before any host changes.
 After the firewall, each role's step starts once the steps it needs are
-done (stackpillar.deploy_steps: its role's deploy:after roles, the step
-before it in a leader_first or rolling role, every earlier step on one of
-its hosts), so steps that need nothing unfinished run at once (Salt's
-`parallel`). A failed step fails every step that needs it (the last step
-needs them all), and a role step failed so stops the deploy (failhard):
-steps not started never start, and steps still running finish on their
-hosts but are reported only as started. Roles that moved away are retired
-last, after every step."""
+done (stackpillar.deploy_steps: the roles with lower steps that its role
+requires or that require it, the step before it in a leader_first or
+rolling role, every earlier step on one of its hosts), so steps that need
+nothing unfinished run at once (Salt's `parallel`). A failed step fails
+every step that needs it (the last step needs them all), and a role step
+failed so stops the deploy (failhard): steps not started never start, and
+steps still running finish on their hosts but are reported only as
+started. Roles that moved away are retired last, after every step."""
 import importlib
 import os
 import sys

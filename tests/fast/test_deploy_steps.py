@@ -1,9 +1,10 @@
 """What each step of the ordered deploy waits for (stackpillar.deploy_steps):
-a role's first step waits for the roles in its deploy:after (pillar/roles.yaml),
-a role's further steps for the one before, and every step for the earlier
-steps sharing a host with it. Steps that wait for nothing unfinished run at
-once (salt/orchestrate/deploy.sls renders them parallel; test_orchestrate.py
-checks the render); two steps on one host never do."""
+a role's first step waits for the roles with lower steps tied to it by
+requires, either way (pillar/roles.yaml), a role's further steps for the one
+before, and every step for the earlier steps sharing a host with it. Steps
+that wait for nothing unfinished run at once (salt/orchestrate/deploy.sls
+renders them parallel; test_orchestrate.py checks the render); two steps on
+one host never do."""
 import copy
 import re
 
@@ -11,7 +12,7 @@ import pytest
 import yaml
 
 import stackpillar
-from tests.layouts import LAYOUTS, REGISTRY, load_layout
+from tests.layouts import LAYOUTS, LAYOUTS_DIR, REGISTRY, load_layout
 
 # Each example layout's steps in deploy order: name, hosts, and after "<-"
 # the steps it waits for (besides the firewall, which every step waits for).
@@ -83,6 +84,11 @@ def role_of(step_name):
     return re.fullmatch(r"(.+?)(-leader|-batch-\d+)?", step_name).group(1)
 
 
+def tied(roles, one, other):
+    """Whether one of the two roles requires the other."""
+    return one in (roles[other].get("requires") or []) or other in (roles[one].get("requires") or [])
+
+
 def waits_for(steps):
     """{step: every step it waits for, directly or through others}."""
     before = {}
@@ -122,19 +128,30 @@ def rolling_two_at_a_time():
     return topology
 
 
+def etcd_on_its_own_hosts():
+    """replicated with etcd moved from the database hosts to etcd1-3, so
+    that no shared host orders dcs and database."""
+    layout = yaml.safe_load((LAYOUTS_DIR / "replicated.sls").read_text())
+    for number, host in enumerate(["db1", "db2", "db3"], start=1):
+        layout["topology"]["hosts"][host]["roles"] = ["database"]
+        layout["topology"]["hosts"][f"etcd{number}"] = {"address": f"10.77.0.{40 + number}", "roles": ["dcs"]}
+    return stackpillar.check_topology(layout, REGISTRY)
+
+
 TOPOLOGIES = {**{layout: load_layout for layout in LAYOUTS},
               "three-tier, cache on media1": lambda _name: cache_on_the_media_host(),
-              "scaled, rolling_batch 2": lambda _name: rolling_two_at_a_time()}
+              "scaled, rolling_batch 2": lambda _name: rolling_two_at_a_time(),
+              "replicated, etcd on its own hosts": lambda _name: etcd_on_its_own_hosts()}
 
 
 @pytest.mark.parametrize("name", TOPOLOGIES)
 def test_the_rules_hold(name):
     """Whatever the topology: a step waits only for earlier steps; steps
-    sharing a host, a role's steps, and a role and the roles of its
-    deploy:after are never at once."""
+    sharing a host, a role's steps, and a role and a role tied to it by
+    requires with a lower step are never at once."""
     topology = TOPOLOGIES[name](name)
     steps = stackpillar.deploy_steps(topology, REGISTRY)
-    registry = stackpillar.resolve_registry(REGISTRY, topology)
+    roles = stackpillar.resolve_registry(REGISTRY, topology)["roles"]
     before = waits_for(steps)
     for number, step in enumerate(steps):
         earlier = steps[:number]
@@ -144,15 +161,20 @@ def test_the_rules_hold(name):
                 assert other.name in before[step.name], (other.name, step.name, "share a host")
             if role_of(other.name) == role_of(step.name):
                 assert other.name in before[step.name], (other.name, step.name, "one role")
-            if role_of(other.name) in registry["roles"][role_of(step.name)]["deploy"]["after"]:
-                assert other.name in before[step.name], (other.name, step.name, "deploy:after")
+            role, earlier_role = role_of(step.name), role_of(other.name)
+            if (tied(roles, role, earlier_role)
+                    and roles[earlier_role]["deploy"]["step"] < roles[role]["deploy"]["step"]):
+                assert other.name in before[step.name], (other.name, step.name, "requires")
 
 
 def test_steps_that_share_a_host_wait_for_each_other_though_their_roles_do_not():
-    """cache and media need nothing but the firewall: on one host (media1)
-    they go one after the other; cache no longer waits for the database,
-    which left its host."""
-    assert not REGISTRY["roles"]["cache"]["deploy"]["after"] and not REGISTRY["roles"]["media"]["deploy"]["after"]
+    """cache and media need nothing but the firewall (every role tied to
+    them by requires deploys later): on one host (media1) they go one after
+    the other; cache no longer waits for the database, which left its host."""
+    roles = REGISTRY["roles"]
+    for role in ("cache", "media"):
+        assert all(roles[other]["deploy"]["step"] > roles[role]["deploy"]["step"]
+                   for other in roles if tied(roles, role, other)), role
     assert plain(stackpillar.deploy_steps(cache_on_the_media_host(), REGISTRY)) == graph("""
         database      db1
         cache         media1
@@ -161,6 +183,39 @@ def test_steps_that_share_a_host_wait_for_each_other_though_their_roles_do_not()
         app-leader    app1    <- database cache media
         app-batch-1   app2    <- app-leader
         loadbalancer  lb1     <- media app-leader app-batch-1
+    """)
+
+
+def test_the_waits_follow_requires_either_way():
+    """dcs requires the database, yet Patroni's members wait for etcd (its
+    lower step): the relation counts both ways. backup requires the
+    database and media, so it waits for them though it shares no host."""
+    assert REGISTRY["roles"]["dcs"]["requires"] == ["database"] and not REGISTRY["roles"]["database"]["requires"]
+    assert plain(stackpillar.deploy_steps(etcd_on_its_own_hosts(), REGISTRY)) == graph("""
+        dcs              etcd1,etcd2,etcd3
+        database-leader  db1          <- dcs
+        database         db1,db2,db3  <- database-leader
+        cache            web1
+        media            web1         <- cache
+        backup           backup1      <- database-leader database media
+        app-leader       web1         <- database-leader database cache media
+        loadbalancer     web1         <- cache media app-leader
+    """)
+
+
+def test_a_role_tied_by_requires_with_a_higher_step_adds_no_wait():
+    """dcs (step 5) requires the database (step 10) and waits for nothing.
+    Moved to step 15, the same relation orders them the other way: the
+    database waits for nothing and etcd for every member."""
+    assert plain(stackpillar.deploy_steps(etcd_on_its_own_hosts(), REGISTRY))[0] == graph("""
+        dcs  etcd1,etcd2,etcd3
+    """)[0]
+    later_etcd = copy.deepcopy(REGISTRY)
+    later_etcd["roles"]["dcs"]["deploy"]["step"] = 15
+    assert plain(stackpillar.deploy_steps(etcd_on_its_own_hosts(), later_etcd))[:3] == graph("""
+        database-leader  db1
+        database         db1,db2,db3        <- database-leader
+        dcs              etcd1,etcd2,etcd3  <- database-leader database
     """)
 
 
@@ -199,31 +254,15 @@ def registry_file(tmp_path, mutate):
 
 
 @pytest.mark.parametrize("mutate, expected", [
-    (lambda r: r["app"]["deploy"]["after"].append("medai"),
-     "roles:app:deploy:after: unknown role medai"),
-    (lambda r: r["cache"]["deploy"].update(after=["app"]),
-     "roles:cache:deploy:after: app deploys at step 40, not before this role's step 20"),
-    (lambda r: r["dcs"]["deploy"].update(after=["database"]),
-     "roles:dcs:deploy:after: database deploys at step 10, not before this role's step 5"),
-    (lambda r: r["media"]["deploy"].update(after=["media"]),
-     "roles:media:deploy:after: media is this role"),
-    (lambda r: r["backup"]["deploy"].update(after="database"),
-     "roles:backup:deploy:after: must be a list of roles (got 'database')"),
-    (lambda r: r["loadbalancer"]["deploy"].pop("after"),
-     "roles:loadbalancer:deploy:after: missing: the roles whose steps this role's first step waits for"),
-    (lambda r: r["database"]["with"]["dcs"]["deploy"]["after"].append("loadbalancer"),
-     "roles:database:with:dcs:deploy:after: loadbalancer deploys at step 50, not before this role's step 10"),
-    # Another role's variant counts too: a role waits only for earlier steps, whatever the topology.
-    (lambda r: r["database"]["with"]["dcs"]["deploy"].update(step=45),
-     "roles:app:deploy:after: database deploys at step 45, not before this role's step 40"),
-    (lambda r: r["app"]["deploy"].update(before=["loadbalancer"]),
-     "roles:app:deploy: unknown keys ['before']"),
+    (lambda r: r["app"]["deploy"].update(leader_frist=True),
+     "roles:app:deploy: unknown keys ['leader_frist']"),
     (lambda r: r["cache"]["deploy"].update(step="20"),
      "roles:cache:deploy:step: must be a whole number (got '20')"),
+    (lambda r: r["database"]["with"]["dcs"]["deploy"].pop("step"),
+     "roles:database:with:dcs:deploy:step: must be a whole number (got None)"),
     (lambda r: r["app"]["deploy"].update(rolling="yes"),
      "roles:app:deploy:rolling: must be true or false (got 'yes')"),
-], ids=["unknown role", "a later role", "a later role's base entry", "itself", "not a list", "missing",
-        "in a variant", "another role's variant", "unknown deploy key", "step not a number", "rolling not a flag"])
+], ids=["misspelt flag", "step not a number", "step missing in a variant", "rolling not a flag"])
 def test_a_bad_deploy_entry_is_named(tmp_path, mutate, expected):
     with pytest.raises(stackpillar.TopologyError) as err:
         stackpillar.load_registry(registry_file(tmp_path, mutate))

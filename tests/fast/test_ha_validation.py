@@ -167,7 +167,7 @@ def test_the_ordered_deploy_reads_states_from_the_sites_registry():
     _hosts, steps = stackpillar.deploy_plan(site, REGISTRY)
     members = ["postgres.server", "patroni", "postgres.databases", "pgbackrest.database"]
     # The first member starts alone: it bootstraps (or takes over) the
-    # cluster, once etcd runs (deploy:after in the variant).
+    # cluster, once etcd runs (dcs requires the database and deploys first).
     assert steps[:3] == [("dcs", ["etcd"], ["db1"], []),
                          ("database-leader", members, ["db1"], ["dcs"]),
                          ("database", members, ["db1"], ["dcs", "database-leader"])]

@@ -43,7 +43,7 @@ def missing_pieces(registry):
 
 def test_every_role_lists_its_pieces_and_none_is_missing(say):
     for role, entry in REGISTRY["roles"].items():
-        say(f"  {role:13} states={entry['states']} step={entry['deploy']['step']} after={entry['deploy']['after']} "
+        say(f"  {role:13} states={entry['states']} step={entry['deploy']['step']} "
             f"retire={entry['retire']} ports={list(entry['ports'])} options={list(entry['options'] or {})}")
     assert missing_pieces(REGISTRY) == {}
 
