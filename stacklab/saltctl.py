@@ -14,6 +14,7 @@ minion outside the topology gets only its own site's states.
 
 from __future__ import annotations
 
+import datetime
 import json
 import shlex
 import subprocess
@@ -31,15 +32,19 @@ class OrchestrateResult:
     """What an orchestrate run did: ``ok``, per host ``hosts[h] = {states,
     changed, failed}`` (summed over steps; salt.state steps report states only
     for minions with changes or failures, so ``states`` undercounts),
-    ``changed`` = {host: changed states, 0 for every quiet host}, the ordered
-    ``steps`` [(step id, result, comment)], each step's ``step_seconds``,
-    ``failures`` (readable lines) and the ``raw`` JSON."""
+    ``changed`` = {host: changed states, 0 for every quiet host}, the
+    ``steps`` [(step id, result, comment)] in the order they started, each
+    step's ``step_seconds`` and ``step_start`` (seconds after the first
+    step started: steps of the ordered deploy that wait for nothing
+    unfinished run at once), ``failures`` (readable lines) and the ``raw``
+    JSON."""
 
     ok: bool
     hosts: dict[str, dict[str, int]] = field(default_factory=dict)
     steps: list[tuple[str, bool | None, str]] = field(default_factory=list)
     failures: list[str] = field(default_factory=list)
     step_seconds: dict[str, float] = field(default_factory=dict)
+    step_start: dict[str, float] = field(default_factory=dict)
     raw: object = None
     seconds: float = 0.0
 
@@ -281,13 +286,22 @@ def _parse_orchestrate(r: subprocess.CompletedProcess) -> OrchestrateResult:
         return res
     steps = sorted(((k, v) for k, v in data.items() if isinstance(v, dict)),
                    key=lambda kv: kv[1].get("__run_num__", 0))
+    first = None
     for key, st in steps:
         name = st.get("__id__") or st.get("name", "?")
         ok = st.get("result")
         res.steps.append((name, ok, str(st.get("comment", ""))))
         res.step_seconds[name] = float(st.get("duration") or 0) / 1000   # salt reports ms
+        started = _seconds_of_day(st.get("start_time"))
+        if started is not None:
+            first = started if first is None else first
+            res.step_start[name] = (started - first) % 86400        # a run across midnight
         if ok is False:
             res.ok = False
+        if ok is None and not st.get("__parallel__") and "separate process" in str(st.get("comment", "")):
+            # A parallel step still running when a failed one stopped the
+            # orchestrate (failhard): Salt reports that it started, no more.
+            res.failures.append(f"[{name}] still running when the deploy stopped: its result is not reported")
         rets = (st.get("changes") or {}).get("ret")
         # Only salt.state steps return state results per minion; salt.function
         # steps (e.g. saltutil.refresh_pillar) return the function's value.
@@ -309,6 +323,15 @@ def _parse_orchestrate(r: subprocess.CompletedProcess) -> OrchestrateResult:
     return res
 
 
+def _seconds_of_day(start_time: object) -> float | None:
+    """Salt's start_time (local time of day, e.g. 04:21:31.300992) in seconds."""
+    try:
+        t = datetime.time.fromisoformat(str(start_time))
+    except ValueError:
+        return None
+    return t.hour * 3600 + t.minute * 60 + t.second + t.microsecond / 1e6
+
+
 def _stderr_reasons(stderr: str, limit: int = 5) -> list[str]:
     """The distinct error lines salt printed (render errors land there)."""
     seen: list[str] = []
@@ -325,8 +348,9 @@ def format_orchestrate(res: OrchestrateResult) -> str:
     lines = [f"orchestrate: {'OK' if res.ok else 'FAILED'} in {res.seconds:.0f}s"]
     width = max((len(name) for name, _ok, _comment in res.steps), default=0)
     for name, ok, _comment in res.steps:
+        start = f"  from {res.step_start[name]:6.1f}s" if name in res.step_start else ""
         lines.append(f"  {'ok  ' if ok else ('FAIL' if ok is False else '--  ')} {name:{width}} "
-                     f"{res.step_seconds.get(name, 0):6.1f}s")
+                     f"{res.step_seconds.get(name, 0):6.1f}s{start}")
     if res.hosts:
         w = max(14, *(len(h) for h in res.hosts))
         lines.append(f"  {'host':{w}} {'changed':>7} {'failed':>6}   (states, summed over steps)")

@@ -17,11 +17,11 @@ from .errors import TopologyError  # noqa: E402
 from .registry import load_registry, resolve_registry  # noqa: E402
 from .topology import check_topology, hosts_with, topology_warnings  # noqa: E402
 from .site import check_apps, load_site  # noqa: E402
-from .build import build_pillar, deploy_plan, site_registry  # noqa: E402
+from .build import build_pillar, deploy_plan, deploy_steps, site_registry  # noqa: E402
 from .salt_minion import minion_config  # noqa: E402
 from .plan import format_plan, site_plan  # noqa: E402
 from .revisions import pinned_pillar, pinned_revisions  # noqa: E402
 
 __all__ = ["TopologyError", "load_registry", "resolve_registry", "check_topology", "hosts_with",
-           "topology_warnings", "check_apps", "load_site", "build_pillar", "deploy_plan", "site_registry",
-           "minion_config", "format_plan", "site_plan", "pinned_pillar", "pinned_revisions"]
+           "topology_warnings", "check_apps", "load_site", "build_pillar", "deploy_plan", "deploy_steps",
+           "site_registry", "minion_config", "format_plan", "site_plan", "pinned_pillar", "pinned_revisions"]

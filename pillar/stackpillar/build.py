@@ -1,9 +1,11 @@
 """Each host's pillar, and the ordered deploy's steps, from the site data
 and the registry."""
+from collections import namedtuple
+
 from . import adapters
 from .connections import max_connections
 from .firewall import host_firewall
-from .registry import resolve_registry, roles_in_deploy_order
+from .registry import related_roles, resolve_registry, roles_in_deploy_order
 from .salt_minion import minion_config
 from .site import check_apps
 from .timeouts import check_timeouts
@@ -75,36 +77,68 @@ def build_pillar(host_id, site, registry):
     return pillar
 
 
+# One step of the ordered deploy: its name (the orchestrate state's id), the
+# SLS it applies, the minion ids it targets, and the names of the earlier
+# steps it waits for.
+Step = namedtuple("Step", "name states hosts needs")
+
+
 def deploy_plan(site, registry):
-    """The ordered deploy: (every minion id, [(step, [SLS], [minion ids])]),
-    each step's hosts done before the next starts; the SLS are the role's
-    states as the site's topology has them (its registry variants). A role
-    marked leader_first runs on its first host alone first; a rolling role's
-    other hosts follow in batches of topology:rolling_batch (steps
-    <role>-batch-N); roles without hosts have no step. Every host's pillar is built first, as its minion
-    will build it, so whatever would fail a host's pillar (a secret
-    missing, a placeholder or weak) stops the deploy before its first step,
-    naming the key and the host: the first in topology order."""
+    """The ordered deploy: (every minion id, [Step]), the steps as
+    deploy_steps gives them for the site's topology. Every host's pillar
+    is built first, as its minion will build it, so whatever would fail a
+    host's pillar (a secret missing, a placeholder or weak) stops the
+    deploy before its first step, naming the key and the host: the first
+    in topology order."""
     topology, _apps = checked_site(site, registry)
     for host_id in topology["hosts"]:
         build_pillar(host_id, site, registry)
+    return list(topology["hosts"]), deploy_steps(topology, registry)
+
+
+def deploy_steps(topology, registry):
+    """[Step] of a checked topology, in deploy order (the roles' steps,
+    lower first); the SLS are the role's states as the topology has them
+    (its registry variants); roles without hosts have no step. A role
+    marked leader_first runs on its first host alone first (<role>-leader);
+    a rolling role's other hosts follow in batches of topology:rolling_batch
+    (<role>-batch-N), else all of them at once (<role>).
+
+    A step's needs, the earlier steps it waits for: a role's first step
+    waits for every step of the roles with a lower deploy step tied to it
+    by requires, either way (app requires the database; etcd, requiring
+    the database, comes before Patroni's members); each further step of a
+    role for the one before it; and any step for every earlier step
+    targeting one of its hosts, since two state runs on one minion
+    conflict. Steps that do not wait for each other may run at once; with
+    every role on one host, each step waits for all before it."""
     registry = resolve_registry(registry, topology)
-    steps = []
+    steps, of_role = [], {}
     for role in roles_in_deploy_order(registry):
         holders = hosts_with(topology, role)
         if not holders:
             continue
         entry = registry["roles"][role]
-        if entry["deploy"].get("leader_first"):
-            steps.append((f"{role}-leader", entry["states"], holders[:1]))
-        if not entry["deploy"].get("rolling"):
-            steps.append((role, entry["states"], holders))
-            continue
-        rest = holders[1:] if entry["deploy"].get("leader_first") else holders
-        size = topology["rolling_batch"]
-        for number, first in enumerate(range(0, len(rest), size), start=1):
-            steps.append((f"{role}-batch-{number}", entry["states"], rest[first:first + size]))
-    return list(topology["hosts"]), steps
+        deploy = entry["deploy"]
+        groups = []
+        if deploy.get("leader_first"):
+            groups.append((f"{role}-leader", holders[:1]))
+        if not deploy.get("rolling"):
+            groups.append((role, holders))
+        else:
+            rest = holders[1:] if deploy.get("leader_first") else holders
+            size = topology["rolling_batch"]
+            groups += [(f"{role}-batch-{number}", rest[first:first + size])
+                       for number, first in enumerate(range(0, len(rest), size), start=1)]
+        earlier_related = [other for other in related_roles(registry, role)
+                           if registry["roles"][other]["deploy"]["step"] < deploy["step"]]
+        own = of_role.setdefault(role, [])
+        for name, hosts in groups:
+            waits = set(own[-1:]) if own else {s for other in earlier_related for s in of_role.get(other, [])}
+            waits |= {s.name for s in steps if set(s.hosts) & set(hosts)}
+            steps.append(Step(name, entry["states"], hosts, [s.name for s in steps if s.name in waits]))
+            own.append(name)
+    return steps
 
 
 def _merge(into, extra):

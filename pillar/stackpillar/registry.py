@@ -15,6 +15,7 @@ HOSTS_KEYS = {"min", "max", "odd", "advise"}
 WITH_KEYS = {"summary", "hosts", "states", "deploy", "retire", "ports", "expect"}
 OPTION_TYPES = {"int", "port", "size"}
 OPTION_KEYS = {"type", "min", "max", "same_on_every_host", "default"}
+DEPLOY_KEYS = {"step", "leader_first", "rolling"}
 
 
 def load_registry(path=None):
@@ -61,7 +62,9 @@ def load_registry(path=None):
 
 
 def _check_entry(key, entry, role, roles):
-    """The parts a `with` variant may replace too: hosts and ports."""
+    """The parts a `with` variant may replace too: hosts, deploy and ports."""
+    if "deploy" in entry:
+        _check_deploy(f"{key}:deploy", entry["deploy"])
     hosts = entry.get("hosts")
     if hosts is not None:
         if not isinstance(hosts, dict) or set(hosts) - HOSTS_KEYS:
@@ -77,6 +80,23 @@ def _check_entry(key, entry, role, roles):
         option = port.get("option")
         if option is not None and option not in (role.get("options") or {}):
             raise TopologyError(f"{key}:ports:{port_name}:option", f"{option} is not an option of the role")
+
+
+def _check_deploy(key, deploy):
+    """deploy: {step, leader_first?, rolling?}: a misspelt flag would be
+    ignored without a word, and steps that are not numbers cannot be
+    ordered."""
+    if not isinstance(deploy, dict):
+        raise TopologyError(key, f"a mapping of {sorted(DEPLOY_KEYS)}")
+    unknown = set(deploy) - DEPLOY_KEYS
+    if unknown:
+        raise TopologyError(key, f"unknown keys {sorted(unknown)} (known: {sorted(DEPLOY_KEYS)})")
+    step = deploy.get("step")
+    if not isinstance(step, int) or isinstance(step, bool):
+        raise TopologyError(f"{key}:step", f"must be a whole number (got {step!r})")
+    for flag in ("leader_first", "rolling"):
+        if not isinstance(deploy.get(flag, False), bool):
+            raise TopologyError(f"{key}:{flag}", f"must be true or false (got {deploy[flag]!r})")
 
 
 def effective_role(registry, role, present):
@@ -105,3 +125,11 @@ def resolve_registry(registry, topology):
 
 def roles_in_deploy_order(registry):
     return sorted(registry["roles"], key=lambda r: registry["roles"][r]["deploy"]["step"])
+
+
+def related_roles(registry, role):
+    """The roles tied to ``role`` by requires: those it requires and those
+    requiring it."""
+    roles = registry["roles"]
+    return [other for other in roles
+            if other in (roles[role].get("requires") or []) or role in (roles[other].get("requires") or [])]

@@ -6,9 +6,15 @@ the site's topology, read through the same library as the pillar, which
 builds every host's pillar first: a wrong topology or a secret that is
 missing, a placeholder or weak stops the deploy here, naming the key and the
 host, before any host changes.
-Each step's hosts finish before the next step starts; a failed step stops
-the deploy. Roles that moved away are retired last, after their new hosts
-serve."""
+After the firewall, each role's step starts once the steps it needs are
+done (stackpillar.deploy_steps: the roles with lower steps that its role
+requires or that require it, the step before it in a leader_first or
+rolling role, every earlier step on one of its hosts), so steps that need
+nothing unfinished run at once (Salt's `parallel`). A failed step fails
+every step that needs it (the last step needs them all), and a role step
+failed so stops the deploy (failhard): steps not started never start, and
+steps still running finish on their hosts but are reported only as
+started. Roles that moved away are retired last, after every step."""
 import importlib
 import os
 import sys
@@ -82,15 +88,19 @@ def run():
         "firewall": {"salt.state": _on(everyone, sls="firewall", failhard=True,
                                        require=[{"salt": "host-check"}], **envs)},
     })
-    previous = "firewall"
-    for step, states, hosts in steps:
-        extra = {"pillar": pinned} if pinned and "django" in states else {}
-        plan[step] = {"salt.state": _on(hosts, sls=states, failhard=True,
-                                        require=[{"salt": previous}], **envs, **extra)}
-        previous = step
-    # Last, once every host is deployed in order: roles that moved away
-    # leave their old hosts, then each host converges itself at every boot
-    # from now on (topology:salt_master). One run per host for both.
-    plan["retire-and-minion-config"] = {"salt.state": _on(everyone, sls=["stack.retire", "salt_minion"],
-                                                          require=[{"salt": previous}], **envs)}
+    # Every role step is parallel, the last one too: Salt starts a parallel
+    # state once its requisites are done and goes on to the next, where a
+    # state that is not parallel would wait in place for the parallel ones
+    # it requires, holding back every step after it.
+    for step in steps:
+        extra = {"pillar": pinned} if pinned and "django" in step.states else {}
+        plan[step.name] = {"salt.state": _on(step.hosts, sls=step.states, failhard=True, parallel=True,
+                                             require=[{"salt": need} for need in ["firewall", *step.needs]],
+                                             **envs, **extra)}
+    # Last, once every step is done: roles that moved away leave their old
+    # hosts, then each host converges itself at every boot from now on
+    # (topology:salt_master). One run per host for both.
+    plan["retire-and-minion-config"] = {"salt.state": _on(
+        everyone, sls=["stack.retire", "salt_minion"], parallel=True,
+        require=[{"salt": need} for need in ["firewall", *(step.name for step in steps)]], **envs)}
     return plan

@@ -166,10 +166,11 @@ def test_the_ordered_deploy_reads_states_from_the_sites_registry():
             "secrets": ha_secrets()}
     _hosts, steps = stackpillar.deploy_plan(site, REGISTRY)
     members = ["postgres.server", "patroni", "postgres.databases", "pgbackrest.database"]
-    # The first member starts alone: it bootstraps (or takes over) the cluster.
-    assert steps[:3] == [("dcs", ["etcd"], ["db1"]),
-                         ("database-leader", members, ["db1"]),
-                         ("database", members, ["db1"])]
+    # The first member starts alone: it bootstraps (or takes over) the
+    # cluster, once etcd runs (dcs requires the database and deploys first).
+    assert steps[:3] == [("dcs", ["etcd"], ["db1"], []),
+                         ("database-leader", members, ["db1"], ["dcs"]),
+                         ("database", members, ["db1"], ["dcs", "database-leader"])]
 
 
 def test_app_hosts_after_the_leader_follow_in_batches_of_rolling_batch():
@@ -182,7 +183,7 @@ def test_app_hosts_after_the_leader_follow_in_batches_of_rolling_batch():
 
     def app_steps():
         _hosts, steps = stackpillar.deploy_plan(site, REGISTRY)
-        return [(name, hosts) for name, _states, hosts in steps if name.startswith("app")]
+        return [(step.name, step.hosts) for step in steps if step.name.startswith("app")]
 
     assert app_steps() == [("app-leader", app_hosts[:1]), ("app-batch-1", app_hosts[1:2]),
                            ("app-batch-2", app_hosts[2:])]

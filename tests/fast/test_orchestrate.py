@@ -1,6 +1,9 @@
 """The ordered deploy, rendered on a real salt-master: its steps come from the
-registry (each role's deploy step and states) and target exactly each role's hosts."""
+registry (each role's deploy step and states) and target exactly each role's
+hosts; each role step runs in parallel once the steps it needs are done
+(tests/fast/test_deploy_steps.py checks what each step needs)."""
 import pytest
+import stackpillar
 from stackpillar.registry import resolve_registry
 
 from tests.layouts import LAYOUTS, REGISTRY, REPO, hosts_with, load_layout
@@ -56,12 +59,26 @@ def test_orchestrate_follows_the_registry(master, layout):
             assert args["sls"] == sls, name
             # Minions render in the deploy's own environments.
             assert (args["saltenv"], args["pillarenv"]) == ("stack", "stack"), name
-    # Each step waits for the one before it; a failed tier stops the deploy.
+    # Up to the firewall, each step waits for the one before it, in place.
     names = [name for name, _, _ in expected]
-    for before, after in zip(names, names[1:]):
-        assert {"salt": before} in step_args(steps[after])["require"], (before, after)
-        if after not in (*SYNCS, "update-mine", "retire-and-minion-config"):
-            assert step_args(steps[after]).get("failhard") is True, after
+    firewall = names.index("firewall")
+    for before, after in zip(names[:firewall], names[1:firewall + 1]):
+        assert step_args(steps[after])["require"] == [{"salt": before}], (before, after)
+        assert "parallel" not in step_args(steps[after]), after
+    # Then each role step waits for the firewall and the steps it needs,
+    # in parallel; the last step waits for all of them.
+    needs = {step.name: step.needs for step in stackpillar.deploy_steps(topology, REGISTRY)}
+    assert list(needs) == names[firewall + 1:-1]
+    needs["retire-and-minion-config"] = list(needs)
+    for name, waits in needs.items():
+        args = step_args(steps[name])
+        assert args["require"] == [{"salt": need} for need in ["firewall", *waits]], name
+        assert args.get("parallel") is True, name
+    # A failed step fails the steps that need it; a failed role step (or a
+    # host that does not match, or its firewall) stops the deploy.
+    for name in names[1:]:
+        if name not in (*SYNCS, "update-mine", "retire-and-minion-config"):
+            assert step_args(steps[name]).get("failhard") is True, name
 
 
 @pytest.mark.parametrize("layout", LAYOUTS)

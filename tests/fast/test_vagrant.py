@@ -11,6 +11,7 @@ import subprocess
 import pytest
 import yaml
 
+from stacklab.saltctl import format_orchestrate, parse_orchestrate
 from stacklab.util import LabError
 from stacklab.vagrant import parse_report, prepare, report
 from tests.layouts import LAYOUTS, LAYOUTS_DIR, REPO, load_layout
@@ -104,6 +105,29 @@ def test_a_failed_deploy_fails_the_report():
     lines, ok = report(_orchestrate([("app", False, "Run failed on minions: app1", {"app1": failed})]), ["app1"])
     assert not ok
     assert parse_report("\n".join(lines)) == {"app1": {"changed": 0, "failed": 1}}
+
+
+def test_a_stopped_deploy_names_the_steps_still_running():
+    """The ordered deploy's role steps run in parallel: when a failed step
+    stops it (failhard on the step that needed it), Salt reports a step
+    still running as started only. The report says so, and when each step
+    started (steps at once overlap; a run may cross midnight)."""
+    def step(sid, run_num, ok, comment, start, ms, parallel=True):
+        return {"__id__": sid, "__run_num__": run_num, "result": ok, "comment": comment, "start_time": start,
+                "duration": ms, "changes": {}, **({"__parallel__": True} if parallel else {})}
+    data = {f"salt_|-{s['__id__']}_|-{s['__id__']}_|-state": s for s in [
+        step("firewall", 0, True, "No changes made to db1, media1.", "23:59:59.000000", 1000, parallel=False),
+        step("database", 1, False, "Run failed on minions: db1", "00:00:01.500000", 61000),
+        step("media", 2, None, "Started in a separate process", "00:00:01.600000", 3.2, parallel=False),
+        step("cache", 3, False, "One or more requisite failed: orchestrate.deploy.database", "00:01:02.600000", 0.1),
+    ]}
+    res = parse_orchestrate(subprocess.CompletedProcess([], 1, json.dumps({"data": {"salt_master": {
+        **data, "__FAILHARD__": True}}}), ""))
+    assert not res.ok
+    assert [name for name, _ok, _comment in res.steps] == ["firewall", "database", "media", "cache"]
+    assert res.step_start == pytest.approx({"firewall": 0, "database": 2.5, "media": 2.6, "cache": 63.6})
+    assert "[media] still running when the deploy stopped: its result is not reported" in res.failures
+    assert "  FAIL database   61.0s  from    2.5s" in format_orchestrate(res).splitlines()
 
 
 @pytest.mark.skipif(shutil.which("vagrant") is None, reason="vagrant is not installed (./lab installs it)")
