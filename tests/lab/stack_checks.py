@@ -253,6 +253,12 @@ def missing_visits(lab, topology, ids):
     return sorted(set(ids) - {int(i) for i in found})
 
 
+def kept_by_lb(lab, lb, path):
+    """Whether load balancer ``lb`` holds ``path`` in its static cache (a
+    cache file's key ends with the path)."""
+    return lab.exec(lb, ["grep", "-rlqF", "--", path, STATIC_CACHE]).returncode == 0
+
+
 def check_site(lab, topology):
     """Through every load balancer: page, row read back, cache hit, static from media, upload."""
     media_hosts = set(hosts_with(topology, "media"))
@@ -292,10 +298,8 @@ def check_site(lab, topology):
         assert static.status == 200
         assert static.header("x-media-host") in media_hosts
         assert static.header("cache-control") == "public, max-age=31536000, immutable", static.headers
-        # The LB keeps it (the key, in its cache file, ends with the path).
         assert request(address, css).body == static.body
-        kept_by_lb = lab.exec(lb, ["grep", "-rlF", "--", css, STATIC_CACHE])
-        assert kept_by_lb.returncode == 0, f"{css} not in {lb}'s {STATIC_CACHE}"
+        assert kept_by_lb(lab, lb, css), f"{css} not in {lb}'s {STATIC_CACHE}"
 
         check_upload(lab, lb, media_hosts)
 
