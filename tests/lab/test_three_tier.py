@@ -266,6 +266,27 @@ class TestThreeTier(checks.LayoutSuite):
         assert "needed on app1" in failures and "secrets.token_urlsafe(50)" in failures, failures
         assert result.changed == {host: 0 for host in lab.hosts}
 
+    def test_a_failed_step_stops_every_step_that_needs_it(self, lab, topology, say):
+        """The media step fails on media1 (its writers' directory is a file);
+        the app and load balancer steps, which need the media hosts, never
+        report success, and the deploy fails naming the step. Once the
+        directory is back, the next deploy converges with 0 changes."""
+        media = checks.hosts_with(topology, "media")[0]
+        saved = f"{checks.MEDIA_WRITERS}.drill-saved"
+        lab.exec(media, f"mv {checks.MEDIA_WRITERS} {saved} && touch {checks.MEDIA_WRITERS}", check=True)
+        try:
+            result = lab.run_orchestrate(check=False)
+        finally:
+            lab.exec(media, f"rm -f {checks.MEDIA_WRITERS} && mv {saved} {checks.MEDIA_WRITERS}", check=True)
+        outcome = {name: ok for name, ok, _comment in result.steps}
+        needing_media = [name for name in outcome if name.startswith(("app", "loadbalancer", "backup"))]
+        say(f"media step failed on {media}: steps {outcome}; failures: {result.failures[:3]}")
+        assert not result.ok and outcome.get("media") is False, outcome
+        assert not any(outcome[name] for name in needing_media), outcome
+        assert outcome.get("retire-and-minion-config") is not True, outcome
+        again = lab.run_orchestrate()
+        assert again.changed == {host: 0 for host in lab.hosts}, again.changed
+
     def test_a_host_that_drifted_is_back_after_a_reboot_without_a_push(self, lab, topology, say):
         """db1's memcached stopped and disabled, its managed config edited by
         hand; db1 reboots; its minion's own highstate at start (formula
