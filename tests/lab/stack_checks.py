@@ -253,6 +253,16 @@ def missing_visits(lab, topology, ids):
     return sorted(set(ids) - {int(i) for i in found})
 
 
+def steps_waiting_for(topology, name):
+    """The deploy steps that wait for step ``name``, directly or through
+    another step, as the ordered deploy runs them for this topology."""
+    waiting = set()
+    for step in stackpillar.deploy_steps(topology, REGISTRY):
+        if name in step.needs or waiting & set(step.needs):
+            waiting.add(step.name)
+    return sorted(waiting)
+
+
 def kept_by_lb(lab, lb, path):
     """Whether load balancer ``lb`` holds ``path`` in its static cache (a
     cache file's key ends with the path)."""
