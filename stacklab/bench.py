@@ -70,10 +70,24 @@ def static_name(size: str) -> str:
     return f"bench-{size}.0123456789ab.bin"
 
 
-# (row id, what, path) of the Django pages.
-DJANGO_PAGES = (("cached", "a cached page /recent (rendered once a minute, from memcached)", "/recent"),
-                ("healthz", "/healthz (a database query, a cache set/get/delete)", "/healthz"),
-                ("page", "the demo page / (writes a visit, reads, renders)", "/"))
+@dataclass(frozen=True)
+class DjangoPage:
+    id: str
+    what: str
+    path: str
+    headers: tuple[str, ...] = ()   # sent to both sides, besides WRK_HEADERS
+
+
+# An Authorization header: the load balancer neither reads nor fills its
+# page cache (nginx formula, page_cache), so uWSGI answers every request.
+PAST_THE_PAGE_CACHE = ("Authorization: Bearer stacklab-bench",)
+DJANGO_PAGES = (
+    DjangoPage("cached", "a cached page /recent (rendered once a minute; kept by the LB as its "
+                         "Cache-Control allows, else from memcached)", "/recent"),
+    DjangoPage("cached-app", "the same page past the LB's page cache (an Authorization header): "
+                             "uWSGI answers, from memcached", "/recent", PAST_THE_PAGE_CACHE),
+    DjangoPage("healthz", "/healthz (a database query, a cache set/get/delete)", "/healthz"),
+    DjangoPage("page", "the demo page / (writes a visit, reads, renders)", "/"))
 # Sent to both sides: the site's name, and what the LB tells the app (so
 # gunicorn's Django, like uWSGI's, does not redirect to HTTPS).
 WRK_HEADERS = (f"Host: {webclient.SITE_HOST}", "X-Forwarded-Proto: https")
@@ -140,8 +154,8 @@ def without_role(topology_text: str, host: str, role: str) -> str:
     return yaml.safe_dump(data, sort_keys=False)
 
 
-def wrk_argv(url: str, seconds: int, threads: int, connections: int) -> list[str]:
-    headers = [arg for h in WRK_HEADERS for arg in ("-H", h)]
+def wrk_argv(url: str, seconds: int, threads: int, connections: int, extra_headers=()) -> list[str]:
+    headers = [arg for h in (*WRK_HEADERS, *extra_headers) for arg in ("-H", h)]
     return ["wrk", f"-t{threads}", f"-c{connections}", f"-d{seconds}s", "--latency", "--timeout", "10s",
             *headers, url]
 
@@ -240,8 +254,8 @@ class Bench:
         path.write_text(text)
 
     # --- load ---------------------------------------------------------------
-    def wrk(self, host: str, url: str, seconds: int, name: str):
-        run = self.lab.exec(host, wrk_argv(url, seconds, self.opts.threads, self.opts.connections),
+    def wrk(self, host: str, url: str, seconds: int, name: str, headers=()):
+        run = self.lab.exec(host, wrk_argv(url, seconds, self.opts.threads, self.opts.connections, headers),
                             check=True, timeout=seconds + 120)
         self.save_raw(name, run.stdout)
         return parse_wrk(run.stdout)
@@ -249,15 +263,17 @@ class Bench:
     def site_url(self, path: str) -> str:
         return f"https://{self.lab.address(self.lb)}:{self.https_port}{path}"
 
-    def compare(self, row_id: str, title: str, client: str, path: str, reference_base: str, note: str = "") -> Row:
+    def compare(self, row_id: str, title: str, client: str, path: str, reference_base: str, note: str = "",
+                headers=()) -> Row:
         """``path`` through the LB and from ``reference_base``, both from ``client``."""
         stack_url, reference_url = self.site_url(path), reference_base + path
         for url in (stack_url, reference_url):
-            self.wrk(client, url, WARMUP_SECONDS, f"{row_id}-warmup")
+            self.wrk(client, url, WARMUP_SECONDS, f"{row_id}-warmup", headers)
         seconds = self.opts.seconds
-        stack, reference = interleaved(self.opts.rounds,
-                                       lambda: self.wrk(client, stack_url, seconds, f"{row_id}-stack"),
-                                       lambda: self.wrk(client, reference_url, seconds, f"{row_id}-reference"))
+        stack, reference = interleaved(
+            self.opts.rounds,
+            lambda: self.wrk(client, stack_url, seconds, f"{row_id}-stack", headers),
+            lambda: self.wrk(client, reference_url, seconds, f"{row_id}-reference", headers))
         return load_row(row_id, title, stack, reference, note)
 
     def served_by(self, host: str, since: float, timeout: float = 300) -> float | None:
@@ -416,17 +432,17 @@ def django_rows(b: Bench) -> list[Row]:
     install_gunicorn(b.lab, host, app)
     b.clients["django"] = host
     with gunicorn_running(b.lab, host, app):
-        return [b.compare(row_id, f"{what}: LB -> uWSGI vs gunicorn defaults on {host}", host, path,
-                          f"http://{GUNICORN_BIND}") for row_id, what, path in DJANGO_PAGES]
+        return [b.compare(page.id, f"{page.what}: LB -> uWSGI vs gunicorn defaults on {host}", host, page.path,
+                          f"http://{GUNICORN_BIND}", headers=page.headers) for page in DJANGO_PAGES]
 
 
 def sustained_rows(b: Bench) -> list[Row]:
     ensure_wrk(b.lab, b.lb)
     b.clients["sustained"] = b.lb
     seconds = b.opts.sustain
-    return [load_row(f"sustained-{row_id}", f"{what}: {seconds} s through the LB",
-                     [b.wrk(b.lb, b.site_url(path), seconds, f"sustained-{row_id}")], [])
-            for row_id, what, path in DJANGO_PAGES]
+    return [load_row(f"sustained-{page.id}", f"{page.what}: {seconds} s through the LB",
+                     [b.wrk(b.lb, b.site_url(page.path), seconds, f"sustained-{page.id}", page.headers)], [])
+            for page in DJANGO_PAGES]
 
 
 def replication_rows(b: Bench) -> list[Row]:

@@ -151,13 +151,16 @@ nginx-acme-renewal-timer:
       - pkg: nginx-tls-tools
 {%- endif %}
 
-nginx-loadbalancer-static-cache:
+{%- for cache in ['static_cache', 'page_cache'] %}
+
+nginx-loadbalancer-{{ cache | replace('_', '-') }}:
   file.directory:
-    - name: {{ lb.static_cache.path }}
+    - name: {{ lb[cache].path }}
     - user: {{ nginx.user }}
     - group: {{ nginx.group }}
     - mode: '0700'
     - makedirs: True
+{%- endfor %}
 
 nginx-loadbalancer-site:
   file.managed:
@@ -173,5 +176,6 @@ nginx-loadbalancer-site:
     - require:
       - file: nginx-main-config
       - file: nginx-loadbalancer-static-cache
+      - file: nginx-loadbalancer-page-cache
     - watch_in:
       - service: nginx-service

@@ -15,10 +15,10 @@ nginx-reloaded-without-loadbalancer-site:
     - onchanges:
       - file: nginx-loadbalancer-site-removed
 
-# Private keys, the ACME account and the static cache leave with the role
+# Private keys, the ACME account and the caches leave with the role
 # (certbot stays installed; with no certificate its timer has nothing to renew).
 {%- for path in [nginx.loadbalancer.tls_dir, '/etc/letsencrypt', nginx.loadbalancer.acme_webroot,
-                 nginx.loadbalancer.static_cache.path] %}
+                 nginx.loadbalancer.static_cache.path, nginx.loadbalancer.page_cache.path] %}
 
 nginx-loadbalancer-tls-removed-{{ loop.index }}:
   file.absent:

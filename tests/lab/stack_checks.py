@@ -38,6 +38,7 @@ def formula_defaults(formula):
 BACKUP_STANZA = stackpillar.adapters.BACKUP_STANZA
 MEDIA_ROOT = formula_defaults("nginx")["media"]["root"]
 STATIC_CACHE = formula_defaults("nginx")["loadbalancer"]["static_cache"]["path"]
+PAGE_CACHE = formula_defaults("nginx")["loadbalancer"]["page_cache"]["path"]
 MEDIA_PORT = role_ports("media")["media"][0]
 MEDIA_DAV_PORT = role_ports("media")["media_dav"][0]
 MEDIA_WRITERS = formula_defaults("nginx")["media"]["writers_dir"]
@@ -263,10 +264,16 @@ def steps_waiting_for(topology, name):
     return sorted(waiting)
 
 
-def kept_by_lb(lab, lb, path):
-    """Whether load balancer ``lb`` holds ``path`` in its static cache (a
-    cache file's key ends with the path)."""
-    return lab.exec(lb, ["grep", "-rlqF", "--", path, STATIC_CACHE]).returncode == 0
+def lb_cache_keys(lab, lb, cache):
+    """The keys of the responses load balancer ``lb`` keeps in ``cache`` (a
+    directory; each file holds a line "KEY: <key>")."""
+    found = lab.exec(lb, ["grep", "-rahoP", "--", r"^KEY: \K.*", cache]).stdout
+    return set(found.split())
+
+
+def kept_by_lb(lab, lb, path, cache=STATIC_CACHE):
+    """Whether load balancer ``lb`` keeps ``path`` in ``cache`` (a key ends with it)."""
+    return any(key.endswith(path) for key in lb_cache_keys(lab, lb, cache))
 
 
 def check_site(lab, topology):
@@ -300,6 +307,10 @@ def check_site(lab, topology):
         recent = [request(address, "/recent") for _ in range(2)]
         assert [r.status for r in recent] == [200, 200] and "visits so far" in recent[0].text
         assert recent[0].text == recent[1].text
+        # The load balancer keeps what the app marks cacheable, only that.
+        pages = lb_cache_keys(lab, lb, PAGE_CACHE)
+        assert any(key.endswith("/recent") for key in pages), pages
+        assert not any(key.endswith(("/", "/healthz")) for key in pages), pages
 
         # The stylesheet (hashed name from the manifest) comes from a media host.
         css = re.search(r'href="(/static/[^"]+\.css)"', page.text).group(1)

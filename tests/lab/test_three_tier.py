@@ -220,7 +220,7 @@ class TestThreeTier(checks.LayoutSuite):
         rows = bench.Bench(lab, opts).run()
         say(bench_results.markdown_table(rows))
         assert [r.id for r in rows] == [f"static-{size}" for size in bench.STATIC_FILES] + [
-            row_id for row_id, _what, _path in bench.DJANGO_PAGES]
+            page.id for page in bench.DJANGO_PAGES]
         for row in rows:
             for side in (row.stack, row.reference):
                 assert side["requests"] > 0 and side["non_2xx"] == 0 and side["errors"] == 0, row
@@ -230,6 +230,7 @@ class TestThreeTier(checks.LayoutSuite):
         for size in bench.STATIC_FILES:
             path = f"/static/{bench.static_name(size)}"
             assert checks.kept_by_lb(lab, lb, path), f"{path} not in {lb}'s {checks.STATIC_CACHE}"
+        assert checks.kept_by_lb(lab, lb, "/recent", checks.PAGE_CACHE), f"/recent not in {lb}'s {checks.PAGE_CACHE}"
 
     def test_a_wrong_topology_stops_the_deploy_before_any_host_changes(self, lab, topology, lab_topology):
         wrong = yaml.safe_load(yaml.safe_dump(topology))
