@@ -60,10 +60,6 @@ def build_pillar(host_id, site, registry):
         },
         # Inbound: what the roles held here listen on, to the roles it serves.
         "firewall": host_firewall(topology, registry, apps, host_id),
-        # Every host publishes the addresses it really has on the private
-        # network, so a topology address no host holds shows before a deploy.
-        "mine_functions": {"private_addresses": [{"mine_function": "network.ip_addrs"},
-                                                 {"cidr": topology["network"]}]},
     }
     config = minion_config(topology, host_id)
     if config:

@@ -9,7 +9,7 @@ from stackpillar.registry import resolve_registry
 from tests.layouts import LAYOUTS, REGISTRY, REPO, hosts_with, load_layout
 
 # The custom module kinds the formulas ship (formulas/_modules, _states):
-# each synced by a step of its own.
+# each synced by a step of its own, beside the pillar's refresh.
 SYNCS = [f"sync-{path.name[1:]}" for path in sorted((REPO / "formulas").glob("_*"))]
 
 
@@ -28,8 +28,7 @@ def expected_steps(topology):
     registry = resolve_registry(REGISTRY, topology)
     everyone = list(topology["hosts"])
     steps = [("refresh-pillar", None, everyone), *((sync, None, everyone) for sync in SYNCS),
-             ("update-mine", None, everyone), ("host-check", "stack.host", everyone),
-             ("firewall", "firewall", everyone)]
+             ("host-check", "stack.host", everyone), ("firewall", "firewall", everyone)]
     for role in sorted(registry["roles"], key=lambda r: registry["roles"][r]["deploy"]["step"]):
         holders = hosts_with(topology, role)
         states = registry["roles"][role]["states"]
@@ -59,12 +58,16 @@ def test_orchestrate_follows_the_registry(master, layout):
             assert args["sls"] == sls, name
             # Minions render in the deploy's own environments.
             assert (args["saltenv"], args["pillarenv"]) == ("stack", "stack"), name
-    # Up to the firewall, each step waits for the one before it, in place.
+    # The pillar's refresh and the syncs run at once; the host check waits
+    # for them, in place, and the firewall for the host check.
     names = [name for name, _, _ in expected]
     firewall = names.index("firewall")
-    for before, after in zip(names[:firewall], names[1:firewall + 1]):
-        assert step_args(steps[after])["require"] == [{"salt": before}], (before, after)
-        assert "parallel" not in step_args(steps[after]), after
+    prepare = ["refresh-pillar", *SYNCS]
+    for name in prepare:
+        assert "require" not in step_args(steps[name]) and step_args(steps[name])["parallel"] is True, name
+    assert step_args(steps["host-check"])["require"] == [{"salt": name} for name in prepare]
+    assert step_args(steps["firewall"])["require"] == [{"salt": "host-check"}]
+    assert not {"host-check", "firewall"} & {name for name in steps if step_args(steps[name]).get("parallel")}
     # Then each role step waits for the firewall and the steps it needs,
     # in parallel; the last step waits for all of them.
     needs = {step.name: step.needs for step in stackpillar.deploy_steps(topology, REGISTRY)}
@@ -77,7 +80,7 @@ def test_orchestrate_follows_the_registry(master, layout):
     # A failed step fails the steps that need it; a failed role step (or a
     # host that does not match, or its firewall) stops the deploy.
     for name in names[1:]:
-        if name not in (*SYNCS, "update-mine", "retire-and-minion-config"):
+        if name not in (*SYNCS, "retire-and-minion-config"):
             assert step_args(steps[name]).get("failhard") is True, name
 
 
