@@ -68,26 +68,26 @@ def run():
     pinned = lib.pinned_pillar(lib.pinned_revisions(lib.check_apps(site["apps"]), _ls_remote))
     # Minions render with the same environments as this run.
     envs = {"saltenv": saltenv, "pillarenv": pillarenv}
-    # Three rounds on every host, at once: the pillar minions hold in
-    # memory (pillar targeting, e.g. orchestrate.database; each state run
-    # compiles its own), and the stack's own modules (formulas/_modules,
-    # _states), which a highstate syncs and state.sls does not. Only the
-    # kinds shipped: sync_all asks the master for some twenty kinds (20 s
-    # instead of 7 on eleven hosts).
-    prepare = {"refresh-pillar": {"salt.function": _on(everyone, name="saltutil.refresh_pillar", parallel=True,
-                                                       **envs)}}
+    # At once on every host: the host check (every host proves it matches
+    # the topology), the pillar minions hold in memory (pillar targeting,
+    # e.g. orchestrate.database; each state run compiles its own), and the
+    # stack's own modules (formulas/_modules, _states), which a highstate
+    # syncs and state.sls does not. Only the kinds shipped: sync_all asks
+    # the master for some twenty kinds (20 s instead of 7 on eleven hosts).
+    first = {
+        "host-check": {"salt.state": _on(everyone, sls="stack.host", failhard=True, parallel=True, **envs)},
+        "refresh-pillar": {"salt.function": _on(everyone, name="saltutil.refresh_pillar", parallel=True, **envs)},
+    }
     for kind in _module_kinds(__opts__["file_roots"].get(saltenv) or []):
-        prepare[f"sync-{kind}"] = {"salt.function": _on(everyone, name=f"saltutil.sync_{kind}", parallel=True,
-                                                        kwarg={"saltenv": saltenv})}
+        first[f"sync-{kind}"] = {"salt.function": _on(everyone, name=f"saltutil.sync_{kind}", parallel=True,
+                                                      kwarg={"saltenv": saltenv})}
     plan = {
-        **prepare,
-        # Every host first proves it matches the topology; nothing changes if one does not.
-        "host-check": {"salt.state": _on(everyone, sls="stack.host", failhard=True,
-                                         require=[{"salt": name} for name in prepare], **envs)},
-        # Each host opens its ports to this topology's peers before any of
-        # them is deployed (and closes them to hosts that left).
+        **first,
+        # Then each host opens its ports to this topology's peers before any
+        # of them is deployed (and closes them to hosts that left); nothing
+        # changes if a host does not match.
         "firewall": {"salt.state": _on(everyone, sls="firewall", failhard=True,
-                                       require=[{"salt": "host-check"}], **envs)},
+                                       require=[{"salt": name} for name in first], **envs)},
     }
     # Every role step is parallel, the last one too: Salt starts a parallel
     # state once its requisites are done and goes on to the next, where a

@@ -27,8 +27,8 @@ def expected_steps(topology):
     topology (its variants) says."""
     registry = resolve_registry(REGISTRY, topology)
     everyone = list(topology["hosts"])
-    steps = [("refresh-pillar", None, everyone), *((sync, None, everyone) for sync in SYNCS),
-             ("host-check", "stack.host", everyone), ("firewall", "firewall", everyone)]
+    steps = [("host-check", "stack.host", everyone), ("refresh-pillar", None, everyone),
+             *((sync, None, everyone) for sync in SYNCS), ("firewall", "firewall", everyone)]
     for role in sorted(registry["roles"], key=lambda r: registry["roles"][r]["deploy"]["step"]):
         holders = hosts_with(topology, role)
         states = registry["roles"][role]["states"]
@@ -58,16 +58,14 @@ def test_orchestrate_follows_the_registry(master, layout):
             assert args["sls"] == sls, name
             # Minions render in the deploy's own environments.
             assert (args["saltenv"], args["pillarenv"]) == ("stack", "stack"), name
-    # The pillar's refresh and the syncs run at once; the host check waits
-    # for them, in place, and the firewall for the host check.
+    # The host check, the pillar's refresh and the syncs run at once; the
+    # firewall waits for them all, in place.
     names = [name for name, _, _ in expected]
     firewall = names.index("firewall")
-    prepare = ["refresh-pillar", *SYNCS]
-    for name in prepare:
+    for name in names[:firewall]:
         assert "require" not in step_args(steps[name]) and step_args(steps[name])["parallel"] is True, name
-    assert step_args(steps["host-check"])["require"] == [{"salt": name} for name in prepare]
-    assert step_args(steps["firewall"])["require"] == [{"salt": "host-check"}]
-    assert not {"host-check", "firewall"} & {name for name in steps if step_args(steps[name]).get("parallel")}
+    assert step_args(steps["firewall"])["require"] == [{"salt": name} for name in names[:firewall]]
+    assert "parallel" not in step_args(steps["firewall"])
     # Then each role step waits for the firewall and the steps it needs,
     # in parallel; the last step waits for all of them.
     needs = {step.name: step.needs for step in stackpillar.deploy_steps(topology, REGISTRY)}
@@ -79,8 +77,8 @@ def test_orchestrate_follows_the_registry(master, layout):
         assert args.get("parallel") is True, name
     # A failed step fails the steps that need it; a failed role step (or a
     # host that does not match, or its firewall) stops the deploy.
-    for name in names[1:]:
-        if name not in (*SYNCS, "retire-and-minion-config"):
+    for name in names:
+        if name not in ("refresh-pillar", *SYNCS, "retire-and-minion-config"):
             assert step_args(steps[name]).get("failhard") is True, name
 
 
