@@ -295,7 +295,9 @@ def _parse_orchestrate(r: subprocess.CompletedProcess) -> OrchestrateResult:
         started = _seconds_of_day(st.get("start_time"))
         if started is not None:
             first = started if first is None else first
-            res.step_start[name] = (started - first) % 86400        # a run across midnight
+            # Within half a day either way of the first step listed: a run
+            # across midnight, or a parallel step that started before it.
+            res.step_start[name] = (started - first + 43200) % 86400 - 43200
         if ok is False:
             res.ok = False
         if ok is None and not st.get("__parallel__") and "separate process" in str(st.get("comment", "")):
@@ -320,6 +322,9 @@ def _parse_orchestrate(r: subprocess.CompletedProcess) -> OrchestrateResult:
             if isinstance(rets, dict) and rets:
                 detail += " " + json.dumps(rets, default=str)[:1500]
             res.failures.append(f"[{name}] {detail}")
+    if res.step_start:
+        earliest = min(res.step_start.values())
+        res.step_start = {name: offset - earliest for name, offset in res.step_start.items()}
     return res
 
 

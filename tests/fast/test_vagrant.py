@@ -130,6 +130,18 @@ def test_a_stopped_deploy_names_the_steps_still_running():
     assert "  FAIL database   61.0s  from    2.5s" in format_orchestrate(res).splitlines()
 
 
+def test_steps_started_at_once_count_from_the_earliest():
+    """The first steps run at once: one listed later may have started a
+    moment earlier. Offsets count from the earliest start, never negative
+    and never a day off."""
+    data = {f"salt_|-{sid}_|-{sid}_|-function": {"__id__": sid, "__run_num__": n, "result": True, "comment": "",
+                                                 "start_time": start, "duration": 900, "changes": {}}
+            for n, (sid, start) in enumerate([("host-check", "10:00:00.300000"), ("refresh-pillar", "10:00:00.100000"),
+                                               ("firewall", "10:00:01.500000")])}
+    res = parse_orchestrate(subprocess.CompletedProcess([], 0, json.dumps({"data": {"salt_master": data}}), ""))
+    assert res.step_start == pytest.approx({"host-check": 0.2, "refresh-pillar": 0, "firewall": 1.4})
+
+
 @pytest.mark.skipif(shutil.which("vagrant") is None, reason="vagrant is not installed (./lab installs it)")
 def test_vagrant_reads_one_machine_per_host_plus_the_master(tmp_path):
     env = dict(os.environ, LAYOUT="three-tier", VAGRANT_DOTFILE_PATH=str(tmp_path / "dot"),
