@@ -303,10 +303,13 @@ def check_site(lab, topology):
         # It changes in place: revalidated, never kept by the LB or a browser.
         assert index.header("cache-control") == "no-cache", index.headers
 
-        # A whole page from the cache: rendered once, then the same bytes.
-        recent = [request(address, "/recent") for _ in range(2)]
-        assert [r.status for r in recent] == [200, 200] and "visits so far" in recent[0].text
-        assert recent[0].text == recent[1].text
+        # A whole page from the caches: rendered once, then the same bytes.
+        # An expired copy at the load balancer answers once more while one
+        # request renders it again (use_stale updating), so either the
+        # first two or the last two of three are the same.
+        recent = [request(address, "/recent") for _ in range(3)]
+        assert [r.status for r in recent] == [200] * 3 and "visits so far" in recent[0].text
+        assert recent[0].text == recent[1].text or recent[1].text == recent[2].text
         # The load balancer keeps what the app marks cacheable, only that.
         pages = lb_cache_keys(lab, lb, PAGE_CACHE)
         assert any(key.endswith("/recent") for key in pages), pages
